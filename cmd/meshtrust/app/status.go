@@ -1,0 +1,116 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/kube"
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/manifests"
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/status"
+)
+
+type statusFlags struct {
+	namespace, secret, exportDir string
+	timeout                      time.Duration
+}
+
+func newStatusCommand(e *env) *cobra.Command {
+	f := &statusFlags{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each cluster's Istio cacerts and whether trust is shared across clusters",
+		Long: `For each --context, reads Istio's cacerts Secret (either layout) and shows
+whether it is present and managed by meshtrust, its layout, the intermediate's
+subject, serial, expiry and URI name constraints, the SHA-256 fingerprints of
+its roots, whether the chain validates (with the same validator the syncer
+runs), and the Ready state of the Certificate it came from.
+
+Then a trust matrix: does cluster X's intermediate chain to a root in cluster
+Y's root bundle? Shared trust means all yes. Warnings flag roots that differ
+between clusters, an intermediate inside its renewal window, two clusters with
+the same trust domain, and a missing name constraint.
+
+Exit code: 0 when every cluster is healthy and there is no warning, 1 when
+something checked is wrong (the clusters at fault are named), 2 when the check
+could not run.
+
+--export DIR writes each cluster's cacerts files to DIR/<context>/, as a
+Secret volume mounts them for istiod (including the CA key, mode 0600).`,
+		Example: `  meshtrust status --context east --context west
+  meshtrust status --context east --context west -o json
+  meshtrust status --context east --export /tmp/cacerts`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), e, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.namespace, "namespace", "n", "istio-system", "namespace of Istio's cacerts Secret")
+	fl.StringVar(&f.secret, "secret", "cacerts", "name of Istio's plugged-CA Secret")
+	fl.StringVar(&f.exportDir, "export", "", "write each cluster's cacerts files to DIR/<context>/")
+	fl.DurationVar(&f.timeout, "cluster-timeout", 20*time.Second, "time allowed for reading each cluster")
+	return cmd
+}
+
+func runStatus(ctx context.Context, e *env, f *statusFlags) error {
+	if err := e.checkOutput("table", "json", "yaml"); err != nil {
+		return err
+	}
+	kc := e.kubeconfigSource()
+	contexts, err := kc.Resolve(e.contexts)
+	if err != nil {
+		return err
+	}
+	inputs := make([]status.Input, len(contexts))
+	for i, name := range contexts {
+		inputs[i] = readCluster(ctx, kc, name, f)
+	}
+	report := status.Build(inputs, e.now(), status.Options{})
+	if err := status.Render(e.streams.Out, report, e.output); err != nil {
+		return err
+	}
+	if f.exportDir != "" {
+		for _, in := range inputs {
+			files, err := status.Export(f.exportDir, in.Context, in.Secret)
+			if err != nil {
+				return err
+			}
+			if len(files) > 0 {
+				fmt.Fprintf(e.streams.ErrOut, "exported %d file(s) of %s to %s\n", len(files), in.Context, f.exportDir)
+			}
+		}
+	}
+	if !report.Healthy {
+		return &UnhealthyError{Clusters: report.Unhealthy(), Summary: status.Verdict(report)}
+	}
+	return nil
+}
+
+// readCluster never fails: whatever goes wrong is recorded in the Input, so
+// one unreachable cluster does not hide the others.
+func readCluster(ctx context.Context, kc kube.Kubeconfig, name string, f *statusFlags) status.Input {
+	in := status.Input{Context: name}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	cfg, err := kc.RESTConfig(name)
+	if err != nil {
+		in.Err = err
+		return in
+	}
+	clients, err := kube.NewClients(cfg)
+	if err != nil {
+		in.Err = err
+		return in
+	}
+	if in.Secret, err = kube.ReadCacerts(ctx, clients.Clientset, f.namespace, f.secret); err != nil {
+		in.Err = err
+		return in
+	}
+	in.Certificates, err = kube.OptedInCertificates(ctx, clients.Client, manifests.CacertsAnnotation)
+	if err != nil && !meta.IsNoMatchError(err) {
+		in.CertificatesErr = err
+	}
+	return in
+}

@@ -1,0 +1,581 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/kube"
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/manifests"
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/status"
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/vaultops"
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+)
+
+type vaultFlags struct {
+	addr    string
+	timeout time.Duration
+}
+
+func newVaultCommand(e *env) *cobra.Command {
+	vf := &vaultFlags{}
+	cmd := &cobra.Command{
+		Use:   "vault",
+		Short: "Set up Vault: the shared root and each cluster's least-privilege access",
+		Long: `Commands that write to Vault. They read VAULT_ADDR, VAULT_TOKEN (else
+~/.vault-token), VAULT_NAMESPACE and VAULT_CACERT like the vault CLI, and are
+idempotent: a second run changes nothing and says so.`,
+		Example: `  export VAULT_ADDR=https://vault.example.com:8200 VAULT_TOKEN=...
+  meshtrust vault bootstrap
+  meshtrust vault enroll --cluster east --trust-domain east.mesh --context east
+  meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke`,
+	}
+	cmd.PersistentFlags().StringVar(&vf.addr, "vault-addr", "", "Vault address (default: VAULT_ADDR)")
+	cmd.PersistentFlags().DurationVar(&vf.timeout, "vault-timeout", 30*time.Second, "timeout of each Vault request")
+	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf))
+	return cmd
+}
+
+// connect builds the client and runs the preflight, so that an unreachable
+// or sealed Vault or a bad token gives one clear line before any step runs.
+func (vf *vaultFlags) connect(ctx context.Context, e *env) (*vaultops.Client, string, error) {
+	cfg := vaultops.ConfigFromEnv(e.getenv)
+	if vf.addr != "" {
+		cfg.Addr = vf.addr
+	}
+	cfg.Timeout = vf.timeout
+	c, err := vaultops.NewClient(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	version, err := c.Preflight(ctx)
+	return c, version, err
+}
+
+func newBootstrapCommand(e *env, vf *vaultFlags) *cobra.Command {
+	o := vaultops.BootstrapOptions{}
+	var importFile string
+	cmd := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Create the shared root CA inside Vault's PKI engine",
+		Long: `Enables the PKI engine at --mount, generates the root inside Vault
+(root/generate/internal, so its key never leaves Vault), makes it the default
+issuer, sets the issuing-certificate and CRL URLs, and then lowers the mount's
+max lease TTL to --max-intermediate-ttl: Vault cuts every intermediate to that
+TTL, so no cluster can obtain a longer-lived one whatever it asks for.
+
+Instead of generating, --adopt-issuer uses a root already in the mount and
+--import-pem imports a root certificate and key.
+
+A second run finds the root by --issuer-name and changes nothing. The root's
+SHA-256 fingerprint and expiry are printed at the end.`,
+		Example: `  meshtrust vault bootstrap
+  meshtrust vault bootstrap --mount pki --common-name "Example Corp mesh root" --ttl 87600h --max-intermediate-ttl 2160h
+  meshtrust vault bootstrap --key-type rsa --key-bits 4096
+  meshtrust vault bootstrap --adopt-issuer my-existing-root -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.checkOutput("table", "json", "yaml"); err != nil {
+				return err
+			}
+			if importFile != "" {
+				b, err := os.ReadFile(importFile)
+				if err != nil {
+					return fmt.Errorf("reading --import-pem: %w", err)
+				}
+				o.ImportPEM = b
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			c, version, err := vf.connect(cmd.Context(), e)
+			if err != nil {
+				return err
+			}
+			opts := o
+			if opts.URLBase == "" {
+				opts.URLBase = c.Addr
+			}
+			res, err := vaultops.Bootstrap(cmd.Context(), c, opts)
+			if err != nil {
+				return err
+			}
+			return printBootstrap(e.streams.Out, e.output, c.Addr, version, o.Mount, res, e.now())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine")
+	f.StringVar(&o.IssuerName, "issuer-name", "meshtrust-root", "name of the root issuer in the mount")
+	f.StringVar(&o.CommonName, "common-name", "meshtrust root CA", "common name of the root certificate")
+	f.StringVar(&o.KeyType, "key-type", "ec", "root key type: ec, rsa or ed25519")
+	f.IntVar(&o.KeyBits, "key-bits", 0, "root key size (default 256 for ec, 2048 for rsa)")
+	f.DurationVar(&o.TTL, "ttl", 87600*time.Hour, "lifetime of the root certificate")
+	f.DurationVar(&o.MaxIntermediateTTL, "max-intermediate-ttl", 2160*time.Hour, "mount max lease TTL after the root exists: the longest life any intermediate can get")
+	f.StringVar(&o.URLBase, "url-base", "", "Vault address put in the AIA and CRL URLs (default: the Vault address)")
+	f.StringVar(&o.AdoptIssuer, "adopt-issuer", "", "use this existing root issuer of the mount instead of generating one")
+	f.StringVar(&importFile, "import-pem", "", "import the root from this PEM file (certificate and key) instead of generating one")
+	f.BoolVar(&o.SetDefault, "set-default", true, "make the root the mount's default issuer")
+	return cmd
+}
+
+func printBootstrap(w io.Writer, format, addr, version, mount string, res *vaultops.BootstrapResult, now time.Time) error {
+	switch format {
+	case "json", "yaml":
+		return printStructured(w, format, res)
+	}
+	fmt.Fprintf(w, "Vault %s (%s), mount %s/\n", addr, version, mount)
+	printSteps(w, res.Steps)
+	r := res.Root
+	fmt.Fprintf(w, "\nRoot CA\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	fmt.Fprintf(tw, "  subject:\t%s\n", r.Subject)
+	fmt.Fprintf(tw, "  issuer:\t%s (%s)\n", r.IssuerName, r.IssuerID)
+	fmt.Fprintf(tw, "  key:\t%s\n", r.KeyAlgorithm)
+	fmt.Fprintf(tw, "  fingerprint (SHA-256):\t%s\n", r.FingerprintSHA256)
+	fmt.Fprintf(tw, "  not after:\t%s (%s left)\n", r.NotAfter.Format(time.RFC3339), status.FormatDuration(r.NotAfter.Sub(now)))
+	tw.Flush()
+	fmt.Fprintln(w)
+	if res.Changed {
+		fmt.Fprintf(w, "Bootstrapped: %d change(s) made.\n", changes(res.Steps))
+	} else {
+		fmt.Fprintln(w, "Nothing changed: Vault was already bootstrapped.")
+	}
+	return nil
+}
+
+func printSteps(w io.Writer, steps []vaultops.Step) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, s := range steps {
+		mark := "unchanged"
+		if s.Changed {
+			mark = "CHANGED"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Name, mark, s.Detail)
+	}
+	tw.Flush()
+}
+
+func changes(steps []vaultops.Step) int {
+	n := 0
+	for _, s := range steps {
+		if s.Changed {
+			n++
+		}
+	}
+	return n
+}
+
+func printStructured(w io.Writer, format string, v any) error {
+	var b []byte
+	var err error
+	if format == "json" {
+		b, err = json.MarshalIndent(v, "", "  ")
+		b = append(b, '\n')
+	} else {
+		b, err = yaml.Marshal(v)
+	}
+	if err != nil {
+		return fmt.Errorf("rendering %s: %w", format, err)
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+type enrollFlags struct {
+	o                                       vaultops.EnrollOptions
+	authKind                                string
+	kubeHost, kubeCAFile, reviewerJWTFile   string
+	reviewerNS, reviewerName                string
+	reviewerTTL                             time.Duration
+	secretNS, secretName, secretIDFile      string
+	server, caBundleFile, clusterIssuerName string
+	certName, certNS, certSecret            string
+	duration, renewBefore                   time.Duration
+}
+
+func newEnrollCommand(e *env, vf *vaultFlags) *cobra.Command {
+	f := &enrollFlags{}
+	cmd := &cobra.Command{
+		Use:   "enroll --cluster NAME --trust-domain DOMAIN",
+		Short: "Let one cluster sign intermediates for its own trust domain only",
+		Long: `Creates the cluster's Vault auth and a policy that lets it sign intermediate
+CAs only for its own trust domain, then prints the manifests to apply in that
+cluster: a VaultClusterIssuer and a cert-manager Certificate opted in to the
+syncer (annotation meshtrust.io/istio-cacerts: "true").
+
+The policy allows "update" on <mount>/issuer/<ref>/sign-intermediate and pins,
+through required_parameters and allowed_parameters, permitted_uri_domains to
+exactly the trust domain, max_path_length to 0 and the common name to
+--common-name; every other parameter is refused. It also allows "read" on the
+issuer, for the issuer's health check.
+
+Auth is, by default, a kubernetes auth mount per cluster (auth/kubernetes-<cluster>)
+configured with the cluster's API server URL and CA from --context and a
+token-reviewer ServiceAccount token minted there, plus a role bound to the
+controller's ServiceAccount. With --auth approle, a role in the AppRole mount;
+its secret ID goes into a Secret in the cluster (--context) or into
+--secret-id-file, and is never printed.
+
+Manifests go to standard output, progress to standard error.`,
+		Example: `  meshtrust vault enroll --cluster east --trust-domain east.mesh --context east \
+    | kubectl --context east apply -f -
+  meshtrust vault enroll --cluster west --trust-domain west.mesh --auth approle --context west
+  meshtrust vault enroll --cluster east --trust-domain east.mesh \
+    --kubernetes-host https://east.example.com:6443 --kubernetes-ca-file east-ca.pem --reviewer-jwt-file reviewer.jwt`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runEnroll(cmd.Context(), e, vf, f) },
+	}
+	fl := cmd.Flags()
+	o := &f.o
+	fl.StringVar(&o.Policy.Cluster, "cluster", "", "cluster name (a DNS label); names the policy, role and auth mount")
+	fl.StringVar(&o.Policy.TrustDomain, "trust-domain", "", "the cluster's SPIFFE trust domain, a bare host such as east.mesh")
+	fl.StringVar(&o.Policy.Mount, "mount", "pki", "path of the PKI secrets engine")
+	fl.StringVar(&o.Policy.IssuerRef, "issuer-ref", "meshtrust-root", "Vault issuer that signs the intermediates")
+	fl.StringVar(&o.Policy.CommonName, "common-name", "", `the only common name the cluster may request (default "<cluster> istio intermediate CA")`)
+	fl.StringVar(&o.PolicyName, "policy-name", "", "Vault policy name (default meshtrust-<cluster>)")
+	fl.StringVar(&f.authKind, "auth", "kubernetes", "auth method: kubernetes or approle")
+	fl.StringVar(&o.AuthMount, "auth-mount", "", "auth mount path without auth/ (default kubernetes-<cluster>, or approle)")
+	fl.StringVar(&o.Role, "role", "", "role name in the auth mount (default meshtrust-<cluster>)")
+	fl.DurationVar(&o.TokenTTL, "token-ttl", 20*time.Minute, "TTL of tokens the cluster gets at login")
+	fl.DurationVar(&o.TokenMaxTTL, "token-max-ttl", time.Hour, "max TTL of tokens the cluster gets at login")
+	fl.StringVar(&f.kubeHost, "kubernetes-host", "", "cluster API server URL as Vault reaches it (default: from --context)")
+	fl.StringVar(&f.kubeCAFile, "kubernetes-ca-file", "", "PEM CA of the API server (default: from --context)")
+	fl.StringVar(&f.reviewerJWTFile, "reviewer-jwt-file", "", "token-reviewer JWT (default: minted in the cluster through --context)")
+	fl.StringVar(&f.reviewerNS, "reviewer-namespace", "kube-system", "namespace of the token-reviewer ServiceAccount")
+	fl.StringVar(&f.reviewerName, "reviewer-name", "meshtrust-vault-reviewer", "name of the token-reviewer ServiceAccount")
+	fl.DurationVar(&f.reviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for the reviewer token (the API server may cap it)")
+	fl.BoolVar(&o.Kubernetes.RefreshReviewer, "refresh-reviewer-token", false, "mint a new reviewer token even if the mount is configured")
+	fl.StringVar(&o.Kubernetes.ServiceAccount, "service-account", "meshtrust-controller", "the controller's ServiceAccount")
+	fl.StringVar(&o.Kubernetes.Namespace, "service-account-namespace", "meshtrust-system", "the controller's namespace (the cluster resource namespace)")
+	fl.StringVar(&o.Kubernetes.Audience, "audience", "", `audience of the controller's token (default "vault://<cluster-issuer-name>", the issuer's default)`)
+	fl.DurationVar(&o.AppRole.SecretIDTTL, "secret-id-ttl", 0, "AppRole secret ID lifetime (0: no expiry)")
+	fl.StringVar(&f.secretNS, "secret-namespace", "meshtrust-system", "namespace of the AppRole secret-ID Secret (the cluster resource namespace)")
+	fl.StringVar(&f.secretName, "secret-name", "meshtrust-vault-approle", "name of the AppRole secret-ID Secret")
+	fl.StringVar(&f.secretIDFile, "secret-id-file", "", "write a new AppRole secret ID to this file (mode 0600) instead of a Secret")
+	fl.StringVar(&f.server, "server", "", "Vault address as the cluster reaches it (default: the Vault address)")
+	fl.StringVar(&f.caBundleFile, "ca-bundle-file", "", "PEM CA the cluster uses to verify Vault's TLS (default: VAULT_CACERT)")
+	fl.StringVar(&f.clusterIssuerName, "cluster-issuer-name", "meshtrust-vault", "name of the VaultClusterIssuer")
+	fl.StringVar(&f.certName, "certificate-name", "istio-ca", "name of the intermediate's Certificate")
+	fl.StringVar(&f.certNS, "certificate-namespace", "istio-system", "namespace of the intermediate's Certificate")
+	fl.StringVar(&f.certSecret, "certificate-secret", "meshtrust-istio-ca", "Secret cert-manager writes the intermediate to")
+	fl.DurationVar(&f.duration, "duration", 720*time.Hour, "intermediate lifetime (at most the mount's max lease TTL)")
+	fl.DurationVar(&f.renewBefore, "renew-before", 240*time.Hour, "renew the intermediate this long before it expires")
+	return cmd
+}
+
+func (f *enrollFlags) defaults() {
+	o := &f.o
+	o.Auth = vaultops.AuthKind(f.authKind)
+	c := o.Policy.Cluster
+	if o.Policy.CommonName == "" {
+		o.Policy.CommonName = c + " istio intermediate CA"
+	}
+	if o.PolicyName == "" {
+		o.PolicyName = "meshtrust-" + c
+	}
+	if o.Role == "" {
+		o.Role = "meshtrust-" + c
+	}
+	if o.AuthMount == "" {
+		o.AuthMount = "approle"
+		if o.Auth == vaultops.AuthKubernetes {
+			o.AuthMount = "kubernetes-" + c
+		}
+	}
+	if o.Kubernetes.Audience == "" {
+		o.Kubernetes.Audience = "vault://" + f.clusterIssuerName
+	}
+}
+
+func runEnroll(ctx context.Context, e *env, vf *vaultFlags, f *enrollFlags) error {
+	if err := e.checkOutput("table", "yaml", "json"); err != nil {
+		return err
+	}
+	f.defaults()
+	o := &f.o
+	if err := vaultops.ValidateClusterName(o.Policy.Cluster); err != nil {
+		return err
+	}
+	if err := vaultops.ValidateTrustDomain(o.Policy.TrustDomain); err != nil {
+		return err
+	}
+	if f.renewBefore >= f.duration {
+		return fmt.Errorf("invalid --renew-before %s: must be shorter than --duration %s", f.renewBefore, f.duration)
+	}
+	if len(e.contexts) > 1 {
+		return fmt.Errorf("enroll takes one --context, got %d", len(e.contexts))
+	}
+	var clients *kube.Clients
+	if len(e.contexts) == 1 {
+		kc := e.kubeconfigSource()
+		if _, err := kc.Resolve(e.contexts); err != nil {
+			return err
+		}
+		cfg, err := kc.RESTConfig(e.contexts[0])
+		if err != nil {
+			return err
+		}
+		if clients, err = kube.NewClients(cfg); err != nil {
+			return err
+		}
+	}
+	if err := f.kubernetesInputs(clients); err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	c, version, err := vf.connect(ctx, e)
+	if err != nil {
+		return err
+	}
+	if err := checkDuration(ctx, c, o.Policy.Mount, f.duration); err != nil {
+		return err
+	}
+	res, err := vaultops.Enroll(ctx, c, *o)
+	if err != nil {
+		return err
+	}
+	res.VaultVersion = version
+	mo := manifests.Options{
+		ClusterIssuerName: f.clusterIssuerName, Server: f.server, VaultNamespace: e.getenv("VAULT_NAMESPACE"),
+		Mount: o.Policy.Mount, IssuerRef: o.Policy.IssuerRef, TrustDomain: o.Policy.TrustDomain,
+		CertificateName: f.certName, CertificateNamespace: f.certNS, SecretName: f.certSecret,
+		CommonName: o.Policy.CommonName, Duration: f.duration, RenewBefore: f.renewBefore,
+	}
+	if mo.Server == "" {
+		mo.Server = c.Addr
+	}
+	caFile := f.caBundleFile
+	if caFile == "" {
+		caFile = e.getenv("VAULT_CACERT")
+	}
+	if caFile != "" {
+		if mo.CABundle, err = os.ReadFile(caFile); err != nil {
+			return fmt.Errorf("reading the Vault CA bundle: %w", err)
+		}
+	}
+	switch o.Auth {
+	case vaultops.AuthKubernetes:
+		mo.Kubernetes = &v1alpha1.KubernetesAuth{MountPath: o.AuthMount, Role: o.Role,
+			ServiceAccountRef: v1alpha1.ServiceAccountRef{Name: o.Kubernetes.ServiceAccount}}
+		if o.Kubernetes.Audience != "vault://"+f.clusterIssuerName {
+			mo.Kubernetes.ServiceAccountRef.Audiences = []string{o.Kubernetes.Audience}
+		}
+	case vaultops.AuthAppRole:
+		mo.AppRole = &v1alpha1.AppRoleAuth{MountPath: o.AuthMount, RoleID: res.RoleID,
+			SecretRef: v1alpha1.SecretKeySelector{Name: f.secretName, Key: "secret-id"}}
+		step, err := f.storeSecretID(ctx, c, clients)
+		if err != nil {
+			return err
+		}
+		res.Steps = append(res.Steps, step)
+		res.Changed = res.Changed || step.Changed
+	}
+	errOut := e.streams.ErrOut
+	fmt.Fprintf(errOut, "Vault %s (%s): cluster %s, trust domain %s\n", c.Addr, version, o.Policy.Cluster, o.Policy.TrustDomain)
+	printSteps(errOut, res.Steps)
+	if res.Changed {
+		fmt.Fprintf(errOut, "Enrolled: %d change(s) made. Apply the manifests below in cluster %s.\n", changes(res.Steps), o.Policy.Cluster)
+	} else {
+		fmt.Fprintf(errOut, "Nothing changed: cluster %s was already enrolled.\n", o.Policy.Cluster)
+	}
+	var out []byte
+	if e.output == "json" {
+		out, err = manifests.JSON(mo)
+	} else {
+		out, err = manifests.YAML(mo)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = e.streams.Out.Write(out)
+	return err
+}
+
+// kubernetesInputs fills the API server URL, CA and reviewer token from the
+// flags or the kube context.
+func (f *enrollFlags) kubernetesInputs(clients *kube.Clients) error {
+	k := &f.o.Kubernetes
+	if f.o.Auth != vaultops.AuthKubernetes {
+		return nil
+	}
+	k.Host = f.kubeHost
+	if k.Host == "" && clients != nil {
+		k.Host = clients.Config.Host
+	}
+	switch {
+	case f.kubeCAFile != "":
+		b, err := os.ReadFile(f.kubeCAFile)
+		if err != nil {
+			return fmt.Errorf("reading --kubernetes-ca-file: %w", err)
+		}
+		k.CACert = b
+	case clients != nil && len(clients.Config.CAData) > 0:
+		k.CACert = clients.Config.CAData
+	case clients != nil && clients.Config.CAFile != "":
+		b, err := os.ReadFile(clients.Config.CAFile)
+		if err != nil {
+			return fmt.Errorf("reading the context's CA file: %w", err)
+		}
+		k.CACert = b
+	}
+	switch {
+	case f.reviewerJWTFile != "":
+		k.ReviewerJWT = func(context.Context) (string, time.Time, error) {
+			b, err := os.ReadFile(f.reviewerJWTFile)
+			if err != nil {
+				return "", time.Time{}, fmt.Errorf("reading --reviewer-jwt-file: %w", err)
+			}
+			return strings.TrimSpace(string(b)), time.Time{}, nil
+		}
+	case clients != nil:
+		k.ReviewerJWT = func(ctx context.Context) (string, time.Time, error) {
+			return kube.ReviewerToken(ctx, clients.Clientset, f.reviewerNS, f.reviewerName, f.reviewerTTL)
+		}
+	}
+	return nil
+}
+
+// storeSecretID mints an AppRole secret ID only when none is stored yet, so
+// that a second enroll changes nothing, and puts it where the issuer reads
+// it. The value goes nowhere else.
+func (f *enrollFlags) storeSecretID(ctx context.Context, c *vaultops.Client, clients *kube.Clients) (vaultops.Step, error) {
+	o := &f.o
+	name := "AppRole secret ID"
+	switch {
+	case f.secretIDFile != "":
+		id, err := vaultops.GenerateSecretID(ctx, c, o.AuthMount, o.Role)
+		if err != nil {
+			return vaultops.Step{}, err
+		}
+		if err := os.WriteFile(f.secretIDFile, []byte(id), 0o600); err != nil {
+			return vaultops.Step{}, fmt.Errorf("writing --secret-id-file: %w", err)
+		}
+		return vaultops.Step{Name: name, Changed: true, Detail: fmt.Sprintf("new secret ID written to %s; create Secret %s/%s (key secret-id) from it", f.secretIDFile, f.secretNS, f.secretName)}, nil
+	case clients != nil:
+		has, err := kube.SecretHasKey(ctx, clients.Clientset, f.secretNS, f.secretName, "secret-id")
+		if err != nil {
+			return vaultops.Step{}, err
+		}
+		if has {
+			return vaultops.Step{Name: name, Detail: fmt.Sprintf("Secret %s/%s already holds one", f.secretNS, f.secretName)}, nil
+		}
+		id, err := vaultops.GenerateSecretID(ctx, c, o.AuthMount, o.Role)
+		if err != nil {
+			return vaultops.Step{}, err
+		}
+		if err := kube.WriteSecretKey(ctx, clients.Clientset, f.secretNS, f.secretName, "secret-id", []byte(id)); err != nil {
+			return vaultops.Step{}, err
+		}
+		return vaultops.Step{Name: name, Changed: true, Detail: fmt.Sprintf("new secret ID stored in Secret %s/%s", f.secretNS, f.secretName)}, nil
+	}
+	return vaultops.Step{Name: name, Detail: fmt.Sprintf("not generated: pass --context or --secret-id-file, or store one in Secret %s/%s (key secret-id) yourself", f.secretNS, f.secretName)}, nil
+}
+
+// checkDuration refuses a Certificate duration the mount would silently cut.
+func checkDuration(ctx context.Context, c *vaultops.Client, mount string, d time.Duration) error {
+	cfg, err := c.API.Sys().MountConfigWithContext(ctx, mount)
+	if err != nil {
+		if vaultops.IsStatus(err, 400) || vaultops.IsStatus(err, 404) {
+			return fmt.Errorf("vault at %s: no PKI mount %s/: run `meshtrust vault bootstrap` first", c.Addr, mount)
+		}
+		return &vaultops.Error{Addr: c.Addr, Op: "reading the tuning of " + mount + "/", Cause: oneLine(err.Error()), Err: err}
+	}
+	if max := time.Duration(cfg.MaxLeaseTTL) * time.Second; max > 0 && d > max {
+		return fmt.Errorf("invalid --duration %s: mount %s/ caps intermediates at %s, so cert-manager would get a shorter certificate than it asked for", d, mount, max)
+	}
+	return nil
+}
+
+func newUnenrollCommand(e *env, vf *vaultFlags) *cobra.Command {
+	o := vaultops.UnenrollOptions{}
+	var cluster, authKind string
+	var keepMount bool
+	cmd := &cobra.Command{
+		Use:   "unenroll --cluster NAME",
+		Short: "Remove a cluster's Vault role and policy (and optionally revoke its intermediates)",
+		Long: `Deletes the cluster's auth role and policy. For kubernetes auth it also
+disables the cluster's own auth mount, which revokes every token it issued
+(--keep-auth-mount to keep it). With --revoke it also revokes the cluster's
+unexpired intermediates (CA certificates whose only permitted URI domain is
+--trust-domain and whose CN is --common-name), so they appear on the CRL.`,
+		Example: `  meshtrust vault unenroll --cluster east
+  meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.checkOutput("table", "json", "yaml"); err != nil {
+				return err
+			}
+			if err := vaultops.ValidateClusterName(cluster); err != nil {
+				return err
+			}
+			if o.PolicyName == "" {
+				o.PolicyName = "meshtrust-" + cluster
+			}
+			if o.Role == "" {
+				o.Role = "meshtrust-" + cluster
+			}
+			if o.CommonName == "" {
+				o.CommonName = cluster + " istio intermediate CA"
+			}
+			switch vaultops.AuthKind(authKind) {
+			case vaultops.AuthKubernetes:
+				if o.AuthMount == "" {
+					o.AuthMount = "kubernetes-" + cluster
+				}
+				o.DisableAuthMount = !keepMount
+			case vaultops.AuthAppRole:
+				if o.AuthMount == "" {
+					o.AuthMount = "approle"
+				}
+			default:
+				return fmt.Errorf("invalid --auth %q: want kubernetes or approle", authKind)
+			}
+			o.Now = e.now()
+			c, _, err := vf.connect(cmd.Context(), e)
+			if err != nil {
+				return err
+			}
+			res, err := vaultops.Unenroll(cmd.Context(), c, o)
+			if err != nil {
+				return err
+			}
+			if e.output != "table" {
+				return printStructured(e.streams.Out, e.output, res)
+			}
+			w := e.streams.Out
+			fmt.Fprintf(w, "Vault %s: cluster %s\n", c.Addr, cluster)
+			printSteps(w, res.Steps)
+			for _, s := range res.Revoked {
+				fmt.Fprintf(w, "  revoked serial %s\n", s)
+			}
+			if res.Changed {
+				fmt.Fprintf(w, "Unenrolled: %d change(s) made.\n", changes(res.Steps))
+			} else {
+				fmt.Fprintf(w, "Nothing changed: cluster %s was not enrolled.\n", cluster)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cluster, "cluster", "", "cluster name given to enroll")
+	f.StringVar(&authKind, "auth", "kubernetes", "auth method given to enroll: kubernetes or approle")
+	f.StringVar(&o.AuthMount, "auth-mount", "", "auth mount path (default kubernetes-<cluster>, or approle)")
+	f.StringVar(&o.Role, "role", "", "role name (default meshtrust-<cluster>)")
+	f.StringVar(&o.PolicyName, "policy-name", "", "policy name (default meshtrust-<cluster>)")
+	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount")
+	f.BoolVar(&o.Revoke, "revoke", false, "also revoke the cluster's unexpired intermediates")
+	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine, for --revoke")
+	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke")
+	f.StringVar(&o.CommonName, "common-name", "", `the cluster's intermediate CN, for --revoke (default "<cluster> istio intermediate CA")`)
+	return cmd
+}

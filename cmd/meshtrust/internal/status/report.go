@@ -1,0 +1,424 @@
+// Package status builds `meshtrust status`: per cluster, what its Istio
+// cacerts Secret holds and whether it validates; across clusters, whether
+// each intermediate chains to the roots every other cluster trusts.
+//
+// Build is pure: it takes what was read from the clusters and the current
+// time, and uses internal/pki's Verify, the same validator the syncer runs
+// before it writes cacerts.
+package status
+
+import (
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/syncer/policy"
+)
+
+// Input is what was read from one cluster.
+type Input struct {
+	// Context is the kube context the cluster was read through.
+	Context string
+	// Secret is the cacerts Secret, nil when absent.
+	Secret *corev1.Secret
+	// Err is set when the cluster could not be read at all.
+	Err error
+	// Certificates are the cert-manager Certificates opted in to the syncer.
+	Certificates []cmapi.Certificate
+	// CertificatesErr is set when Certificates could not be listed.
+	CertificatesErr error
+}
+
+// Options tunes the checks.
+type Options struct {
+	// ManagedBy decides whether the syncer owns a Secret, and returns the
+	// source Certificate's "namespace/name" when it says so. Nil means
+	// DefaultManagedBy.
+	ManagedBy func(*corev1.Secret) (managed bool, source string)
+}
+
+// CertInfo describes the intermediate (signing) certificate.
+type CertInfo struct {
+	// Subject is the certificate's subject.
+	Subject string `json:"subject"`
+	// Serial is the colon-separated hex serial number.
+	Serial string `json:"serial"`
+	// NotAfter is the expiry.
+	NotAfter time.Time `json:"notAfter"`
+	// TimeLeft is NotAfter minus now, rounded, negative when expired.
+	TimeLeft string `json:"timeLeft"`
+	// PermittedURIDomains are the URI name constraints.
+	PermittedURIDomains []string `json:"permittedURIDomains"`
+	// MaxPathLen is the path length constraint; -1 when absent.
+	MaxPathLen int `json:"maxPathLen"`
+}
+
+// Source is the cert-manager Certificate the cacerts came from.
+type Source struct {
+	// Namespace and Name identify the Certificate.
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Ready is the Ready condition's status: True, False or Unknown.
+	Ready string `json:"ready"`
+	// Reason and Message come from the Ready condition.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Cluster is one cluster's status.
+type Cluster struct {
+	// Context is the kube context.
+	Context string `json:"context"`
+	// Reachable is false when the cluster could not be read.
+	Reachable bool `json:"reachable"`
+	// Present is true when cacerts exists.
+	Present bool `json:"present"`
+	// Managed is true when meshtrust's syncer owns cacerts.
+	Managed bool `json:"managed"`
+	// Layout is "istio", "tls" or "" when unknown.
+	Layout string `json:"layout,omitempty"`
+	// Intermediate describes the signing certificate, when it parses.
+	Intermediate *CertInfo `json:"intermediate,omitempty"`
+	// RootFingerprints are the SHA-256 fingerprints of root-cert.pem / ca.crt.
+	RootFingerprints []string `json:"rootFingerprints"`
+	// RootsError says why the root bundle could not be read, if it could not.
+	RootsError string `json:"rootsError,omitempty"`
+	// Valid is true when the bundle passes the istiod-equivalent Verify.
+	Valid bool `json:"valid"`
+	// ValidationError says why not.
+	ValidationError string `json:"validationError,omitempty"`
+	// Source is the Certificate cacerts came from, when found.
+	Source *Source `json:"source,omitempty"`
+	// Problems make the cluster unhealthy.
+	Problems []string `json:"problems,omitempty"`
+
+	bundle *pki.Bundle
+	roots  []*x509.Certificate
+	chain  []*x509.Certificate
+	cert   *x509.Certificate
+	renew  time.Duration
+}
+
+// Matrix says whose intermediate chains to whose roots.
+type Matrix struct {
+	// Contexts names the rows and columns.
+	Contexts []string `json:"contexts"`
+	// Trusts[i][j] is true when cluster i's intermediate chains to a root in
+	// cluster j's root bundle, so that j's workloads accept i's.
+	Trusts [][]bool `json:"trusts"`
+}
+
+// AllYes is true when every cluster trusts every other.
+func (m Matrix) AllYes() bool {
+	for _, row := range m.Trusts {
+		for _, ok := range row {
+			if !ok {
+				return false
+			}
+		}
+	}
+	return len(m.Trusts) > 0
+}
+
+// Report is the whole status.
+type Report struct {
+	// Time is when the status was taken.
+	Time time.Time `json:"time"`
+	// Clusters are in the order of the contexts given.
+	Clusters []Cluster `json:"clusters"`
+	// Matrix is the cross-cluster trust matrix.
+	Matrix Matrix `json:"trustMatrix"`
+	// Warnings are cross-cluster and lifetime concerns.
+	Warnings []string `json:"warnings"`
+	// Healthy is true when there are no problems and no warnings.
+	Healthy bool `json:"healthy"`
+}
+
+// Unhealthy lists the contexts of clusters with problems.
+func (r Report) Unhealthy() []string {
+	var out []string
+	for _, c := range r.Clusters {
+		if len(c.Problems) > 0 {
+			out = append(out, c.Context)
+		}
+	}
+	return out
+}
+
+// Build computes the report from what was read. now is the current time.
+func Build(inputs []Input, now time.Time, o Options) Report {
+	if o.ManagedBy == nil {
+		o.ManagedBy = DefaultManagedBy
+	}
+	r := Report{Time: now.UTC(), Warnings: []string{}}
+	for _, in := range inputs {
+		r.Clusters = append(r.Clusters, buildCluster(in, now, o))
+	}
+	r.Matrix = buildMatrix(r.Clusters, now)
+	for i := range r.Clusters {
+		c := &r.Clusters[i]
+		for j, ok := range r.Matrix.Trusts[i] {
+			if !ok && c.bundle != nil && r.Clusters[j].roots != nil {
+				c.Problems = append(c.Problems, fmt.Sprintf("intermediate does not chain to any root of %s", r.Clusters[j].Context))
+			}
+		}
+	}
+	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
+	r.Healthy = len(r.Unhealthy()) == 0 && len(r.Warnings) == 0 && len(r.Clusters) > 0
+	return r
+}
+
+// DefaultManagedBy reads the syncer's marks: its managed-by label, and the
+// annotation naming the source Certificate as "<namespace>/<name>".
+func DefaultManagedBy(s *corev1.Secret) (bool, string) {
+	managed := s.Labels[policy.ManagedByLabel] == policy.ManagedByValue
+	if !managed {
+		return false, ""
+	}
+	return true, s.Annotations[policy.SourceAnnotation]
+}
+
+func buildCluster(in Input, now time.Time, o Options) Cluster {
+	c := Cluster{Context: in.Context, RootFingerprints: []string{}}
+	if in.Err != nil {
+		c.Problems = append(c.Problems, "cannot read cluster: "+in.Err.Error())
+		return c
+	}
+	c.Reachable = true
+	s := in.Secret
+	var sourceRef string
+	if s != nil {
+		c.Present = true
+		c.Managed, sourceRef = o.ManagedBy(s)
+	}
+	c.Source = findSource(in, sourceRef)
+	if in.CertificatesErr != nil {
+		c.Problems = append(c.Problems, "cannot list Certificates: "+in.CertificatesErr.Error())
+	}
+	if c.Source != nil {
+		if c.Source.Ready != "True" {
+			why := strings.Trim(c.Source.Reason+": "+c.Source.Message, ": ")
+			if why == "" {
+				why = "no Ready condition"
+			}
+			c.Problems = append(c.Problems, fmt.Sprintf("source Certificate %s/%s is not Ready (%s)", c.Source.Namespace, c.Source.Name, why))
+		}
+		if cert := sourceCertificate(in, c.Source); cert != nil && cert.Spec.RenewBefore != nil {
+			c.renew = cert.Spec.RenewBefore.Duration
+		}
+	}
+	if s == nil {
+		c.Problems = append(c.Problems, "cacerts Secret is missing")
+		return c
+	}
+	layout, certKey, rootKey := detectLayout(s.Data)
+	if layout == "" {
+		c.Problems = append(c.Problems, "cacerts holds neither ca-cert.pem nor tls.crt")
+		return c
+	}
+	c.Layout = string(layout)
+	// Read the parts on their own first, so that a broken key or chain still
+	// shows the intermediate and the roots.
+	if certs, err := pki.DecodeCertificates(s.Data[certKey], pki.MaxChainPEMSize); err == nil {
+		c.cert = certs[0]
+		c.chain = certs
+		c.Intermediate = describe(certs[0], now)
+	}
+	if roots, err := pki.DecodeCertificates(s.Data[rootKey], pki.MaxRootBundlePEMSize); err == nil {
+		c.roots = roots
+		c.RootFingerprints = pki.Fingerprints(roots)
+	} else {
+		c.RootsError = fmt.Sprintf("%s: %v", rootKey, err)
+	}
+	b, err := pki.Parse(layout, s.Data)
+	if err == nil {
+		err = pki.Verify(b, now, 0)
+	}
+	if err != nil {
+		c.ValidationError = err.Error()
+		c.Problems = append(c.Problems, "cacerts does not validate: "+err.Error())
+		return c
+	}
+	c.bundle = b
+	c.Valid = true
+	return c
+}
+
+func detectLayout(data map[string][]byte) (pki.Layout, string, string) {
+	switch {
+	case data[pki.CACertKey] != nil || data[pki.RootCertKey] != nil:
+		return pki.LayoutIstio, pki.CACertKey, pki.RootCertKey
+	case data[pki.TLSCertKey] != nil:
+		return pki.LayoutTLS, pki.TLSCertKey, pki.CACertBundleKey
+	}
+	return "", "", ""
+}
+
+func describe(c *x509.Certificate, now time.Time) *CertInfo {
+	mpl := -1
+	if c.MaxPathLen > 0 || c.MaxPathLenZero {
+		mpl = c.MaxPathLen
+	}
+	return &CertInfo{
+		Subject:             c.Subject.String(),
+		Serial:              formatSerial(c.SerialNumber),
+		NotAfter:            c.NotAfter.UTC(),
+		TimeLeft:            FormatDuration(c.NotAfter.Sub(now)),
+		PermittedURIDomains: append([]string{}, c.PermittedURIDomains...),
+		MaxPathLen:          mpl,
+	}
+}
+
+func formatSerial(n *big.Int) string {
+	b := n.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
+	parts := make([]string, len(b))
+	for i, x := range b {
+		parts[i] = fmt.Sprintf("%02x", x)
+	}
+	return strings.Join(parts, ":")
+}
+
+// FormatDuration renders d as days and hours ("29d23h"), or hours and
+// minutes under a day; negative durations get a leading "-".
+func FormatDuration(d time.Duration) string {
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	d = d.Truncate(time.Minute)
+	days := d / (24 * time.Hour)
+	hours := (d % (24 * time.Hour)) / time.Hour
+	mins := (d % time.Hour) / time.Minute
+	if days > 0 {
+		return fmt.Sprintf("%s%dd%dh", sign, days, hours)
+	}
+	return fmt.Sprintf("%s%dh%dm", sign, hours, mins)
+}
+
+func findSource(in Input, ref string) *Source {
+	var pick *cmapi.Certificate
+	certs := slices.Clone(in.Certificates)
+	sort.Slice(certs, func(i, j int) bool {
+		return certs[i].Namespace+"/"+certs[i].Name < certs[j].Namespace+"/"+certs[j].Name
+	})
+	for i := range certs {
+		if ref == "" || certs[i].Namespace+"/"+certs[i].Name == ref {
+			pick = &certs[i]
+			break
+		}
+	}
+	if pick == nil {
+		return nil
+	}
+	src := &Source{Namespace: pick.Namespace, Name: pick.Name, Ready: "Unknown"}
+	for _, cond := range pick.Status.Conditions {
+		if cond.Type == cmapi.CertificateConditionReady {
+			src.Ready, src.Reason, src.Message = string(cond.Status), cond.Reason, cond.Message
+		}
+	}
+	return src
+}
+
+func sourceCertificate(in Input, s *Source) *cmapi.Certificate {
+	for i := range in.Certificates {
+		if in.Certificates[i].Namespace == s.Namespace && in.Certificates[i].Name == s.Name {
+			return &in.Certificates[i]
+		}
+	}
+	return nil
+}
+
+// buildMatrix runs the shared Verify once per pair: cluster i's bundle with
+// cluster j's roots as anchors.
+func buildMatrix(cs []Cluster, now time.Time) Matrix {
+	m := Matrix{Contexts: make([]string, len(cs)), Trusts: make([][]bool, len(cs))}
+	for i, ci := range cs {
+		m.Contexts[i] = ci.Context
+		m.Trusts[i] = make([]bool, len(cs))
+		for j, cj := range cs {
+			if ci.bundle == nil || len(cj.roots) == 0 {
+				continue
+			}
+			b := *ci.bundle
+			b.Roots, b.RootsPEM = cj.roots, nil
+			m.Trusts[i][j] = pki.Verify(&b, now, 0) == nil
+		}
+	}
+	return m
+}
+
+func warnings(cs []Cluster, now time.Time) []string {
+	var w []string
+	var first *Cluster
+	for i := range cs {
+		c := &cs[i]
+		if len(c.roots) == 0 {
+			continue
+		}
+		if first == nil {
+			first = c
+		} else if !sameSet(first.RootFingerprints, c.RootFingerprints) {
+			w = append(w, fmt.Sprintf("roots differ: %s trusts %s, %s trusts %s", first.Context, short(first.RootFingerprints), c.Context, short(c.RootFingerprints)))
+		}
+	}
+	byTD := map[string][]string{}
+	var tds []string
+	for i := range cs {
+		c := &cs[i]
+		if c.cert == nil {
+			continue
+		}
+		if len(c.cert.PermittedURIDomains) == 0 {
+			w = append(w, fmt.Sprintf("%s: intermediate has no URI name constraint, so it can sign identities of any trust domain", c.Context))
+		}
+		for _, td := range c.cert.PermittedURIDomains {
+			if byTD[td] == nil {
+				tds = append(tds, td)
+			}
+			byTD[td] = append(byTD[td], c.Context)
+		}
+		window := c.renew
+		if window == 0 {
+			// cert-manager's default: renew at two thirds of the lifetime.
+			window = c.cert.NotAfter.Sub(c.cert.NotBefore) / 3
+		}
+		if left := c.cert.NotAfter.Sub(now); left > 0 && left <= window {
+			w = append(w, fmt.Sprintf("%s: intermediate is inside its renewal window: expires in %s, renewal due %s before expiry", c.Context, FormatDuration(left), FormatDuration(window)))
+		}
+	}
+	for _, td := range tds {
+		if len(byTD[td]) > 1 {
+			w = append(w, fmt.Sprintf("clusters %s share trust domain %s, so their workload identities collide", strings.Join(byTD[td], ", "), td))
+		}
+	}
+	return w
+}
+
+func sameSet(a, b []string) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
+}
+
+func short(fps []string) string {
+	out := make([]string, len(fps))
+	for i, f := range fps {
+		if len(f) > 16 {
+			f = f[:16]
+		}
+		out[i] = f
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}

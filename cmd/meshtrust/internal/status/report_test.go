@@ -1,0 +1,280 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrust/meshtrust/internal/pki"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+const day = 24 * time.Hour
+
+// scenarios are the inputs of the golden tests, one per interesting state.
+func scenarios(t *testing.T) map[string][]Input {
+	root := newRoot(t, 1, "mesh root A")
+	other := newRoot(t, 2, "mesh root B")
+	east := root.sign(t, intermediateOpts{seed: 11, cn: "east istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: day})
+	west := root.sign(t, intermediateOpts{seed: 12, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
+	westOther := other.sign(t, intermediateOpts{seed: 13, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
+	westSameTD := root.sign(t, intermediateOpts{seed: 14, cn: "west istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: 2 * day})
+	unconstrained := root.sign(t, intermediateOpts{seed: 15, cn: "west istio intermediate CA", lifetime: 30 * day, age: 2 * day})
+	renewing := root.sign(t, intermediateOpts{seed: 16, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 25 * day})
+	ready := []cmapi.Certificate{readyCertificate(cmmeta.ConditionTrue, "Ready")}
+
+	garbage := istioSecret(t, west, root)
+	garbage.Data[pki.CAKeyKey] = []byte("-----BEGIN PRIVATE KEY-----\nnot base64 at all!!\n-----END PRIVATE KEY-----\n")
+	garbage.Data[pki.RootCertKey] = []byte("\x00\x01 garbage")
+
+	return map[string][]Input{
+		"healthy": {
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
+			{Context: "west", Secret: tlsSecret(t, west, root), Certificates: ready},
+		},
+		"mismatched_root": {
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
+			{Context: "west", Secret: istioSecret(t, westOther, other), Certificates: ready},
+		},
+		"root_transition": {
+			// west already trusts both roots; east only the old one. Still
+			// all yes, but the roots differ.
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
+			{Context: "west", Secret: istioSecret(t, west, root, other), Certificates: ready},
+		},
+		"garbage_and_missing": {
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
+			{Context: "west", Secret: garbage, Certificates: []cmapi.Certificate{readyCertificate(cmmeta.ConditionFalse, "Issuing")}},
+			{Context: "north"},
+			{Context: "south", Err: errors.New(`Get "https://127.0.0.1:1/api/v1/namespaces/istio-system/secrets/cacerts": dial tcp 127.0.0.1:1: connect: connection refused`)},
+		},
+		"warnings": {
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
+			{Context: "west", Secret: istioSecret(t, westSameTD, root), Certificates: ready},
+			{Context: "north", Secret: istioSecret(t, unconstrained, root)},
+			{Context: "south", Secret: istioSecret(t, renewing, root), Certificates: ready},
+		},
+	}
+}
+
+func TestTableGolden(t *testing.T) {
+	for name, inputs := range scenarios(t) {
+		t.Run(name, func(t *testing.T) {
+			r := Build(inputs, epoch, Options{})
+			var buf bytes.Buffer
+			if err := Table(&buf, r); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got := buf.String(); got != string(want) {
+				t.Errorf("table differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	all := scenarios(t)
+	cases := []struct {
+		name          string
+		healthy       bool
+		unhealthy     []string
+		allYes        bool
+		warnContains  []string
+		problemOf     string
+		problemSubstr string
+	}{
+		{name: "healthy", healthy: true, allYes: true},
+		{name: "mismatched_root", unhealthy: []string{"east", "west"}, warnContains: []string{"roots differ"},
+			problemOf: "west", problemSubstr: "does not chain to any root of east"},
+		{name: "root_transition", allYes: true, warnContains: []string{"roots differ"}},
+		{name: "garbage_and_missing", unhealthy: []string{"west", "north", "south"},
+			problemOf: "west", problemSubstr: "cacerts does not validate"},
+		{name: "warnings", allYes: true, warnContains: []string{
+			"clusters east, west share trust domain east.mesh",
+			"north: intermediate has no URI name constraint",
+			"south: intermediate is inside its renewal window",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Build(all[tc.name], epoch, Options{})
+			if r.Healthy != tc.healthy {
+				t.Errorf("Healthy = %v, want %v (warnings %q)", r.Healthy, tc.healthy, r.Warnings)
+			}
+			if got := strings.Join(r.Unhealthy(), ","); got != strings.Join(tc.unhealthy, ",") {
+				t.Errorf("Unhealthy() = %q, want %q", got, tc.unhealthy)
+			}
+			if r.Matrix.AllYes() != tc.allYes {
+				t.Errorf("matrix all yes = %v, want %v: %v", r.Matrix.AllYes(), tc.allYes, r.Matrix.Trusts)
+			}
+			for _, w := range tc.warnContains {
+				if !strings.Contains(strings.Join(r.Warnings, "\n"), w) {
+					t.Errorf("no warning containing %q in %q", w, r.Warnings)
+				}
+			}
+			if tc.problemOf != "" {
+				found := false
+				for _, c := range r.Clusters {
+					if c.Context == tc.problemOf && strings.Contains(strings.Join(c.Problems, "\n"), tc.problemSubstr) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("cluster %s has no problem containing %q", tc.problemOf, tc.problemSubstr)
+				}
+			}
+		})
+	}
+}
+
+// The JSON and YAML forms carry the same facts, parse back, and never hold
+// key material.
+func TestStructuredOutput(t *testing.T) {
+	inputs := scenarios(t)["healthy"]
+	r := Build(inputs, epoch, Options{})
+	for _, format := range []string{"json", "yaml"} {
+		var buf bytes.Buffer
+		if err := Render(&buf, r, format); err != nil {
+			t.Fatal(err)
+		}
+		var back Report
+		var err error
+		if format == "json" {
+			err = json.Unmarshal(buf.Bytes(), &back)
+		} else {
+			err = yaml.Unmarshal(buf.Bytes(), &back)
+		}
+		if err != nil {
+			t.Fatalf("%s does not parse back: %v", format, err)
+		}
+		if !back.Healthy || len(back.Clusters) != 2 || !back.Matrix.AllYes() || back.Clusters[1].Layout != "tls" {
+			t.Errorf("%s round trip lost facts: %+v", format, back)
+		}
+		for _, in := range inputs {
+			for _, k := range []string{pki.CAKeyKey, pki.TLSKeyKey} {
+				if key := in.Secret.Data[k]; key != nil && bytes.Contains(buf.Bytes(), bytes.TrimSpace(key)[30:60]) {
+					t.Errorf("%s output contains private key material of %s", format, in.Context)
+				}
+			}
+		}
+	}
+	if err := Render(&bytes.Buffer{}, r, "xml"); err == nil {
+		t.Error("unknown format accepted")
+	}
+}
+
+func TestExport(t *testing.T) {
+	in := scenarios(t)["healthy"][0]
+	dir := t.TempDir()
+	files, err := Export(dir, "arn:aws:eks:eu-west-1:1:cluster/east", in.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 4 {
+		t.Fatalf("exported %v, want the 4 istio keys", files)
+	}
+	sub := filepath.Join(dir, "arn_aws_eks_eu-west-1_1_cluster_east")
+	for _, k := range []string{pki.CACertKey, pki.CAKeyKey, pki.CertChainKey, pki.RootCertKey} {
+		b, err := os.ReadFile(filepath.Join(sub, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, in.Secret.Data[k]) {
+			t.Errorf("%s differs from the Secret", k)
+		}
+		st, _ := os.Stat(filepath.Join(sub, k))
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", k, st.Mode().Perm())
+		}
+	}
+	// What istiod would load from the exported files validates.
+	data := map[string][]byte{}
+	for _, k := range pki.LayoutIstio.Keys() {
+		data[k], _ = os.ReadFile(filepath.Join(sub, k))
+	}
+	b, err := pki.ParseIstio(data)
+	if err == nil {
+		err = pki.Verify(b, epoch, 0)
+	}
+	if err != nil {
+		t.Errorf("exported files do not validate: %v", err)
+	}
+	if _, err := Export(dir, "x", &corev1.Secret{Data: map[string][]byte{"../evil": []byte("x")}}); err == nil {
+		t.Error("a key with a path was exported")
+	}
+}
+
+func FuzzBuild(f *testing.F) {
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), []byte("x"), []byte(""))
+	f.Fuzz(func(t *testing.T, cert, key, roots []byte) {
+		for _, layout := range []map[string][]byte{
+			{pki.CACertKey: cert, pki.CAKeyKey: key, pki.RootCertKey: roots},
+			{pki.TLSCertKey: cert, pki.TLSKeyKey: key, pki.CACertBundleKey: roots},
+		} {
+			r := Build([]Input{{Context: "c", Secret: &corev1.Secret{Data: layout}}}, epoch, Options{})
+			if r.Healthy && len(r.Clusters[0].Problems) > 0 {
+				t.Fatal("healthy with problems")
+			}
+			if err := Table(&bytes.Buffer{}, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		29*day + 23*time.Hour + 59*time.Minute: "29d23h",
+		5*time.Hour + 3*time.Minute:            "5h3m",
+		-(2*day + time.Hour):                   "-2d1h",
+		0:                                      "0h0m",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// BenchmarkBuild measures a status of many clusters: the trust matrix runs
+// the shared Verify once per pair, so it grows with the square.
+func BenchmarkBuild(b *testing.B) {
+	t := b
+	root := newRoot(t, 1, "mesh root A")
+	for _, n := range []int{2, 10, 30} {
+		inputs := make([]Input, n)
+		for i := range inputs {
+			inter := root.sign(t, intermediateOpts{seed: byte(20 + i), cn: fmt.Sprintf("c%d", i), td: fmt.Sprintf("c%d.mesh", i), lifetime: 30 * day, age: day})
+			inputs[i] = Input{Context: fmt.Sprintf("c%d", i), Secret: istioSecret(t, inter, root)}
+		}
+		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if r := Build(inputs, epoch, Options{}); !r.Healthy {
+					b.Fatal("unhealthy")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,441 @@
+package vaultops
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/meshtrust/meshtrust/internal/pki"
+)
+
+// BootstrapOptions says how to set up the shared root.
+type BootstrapOptions struct {
+	// Mount is the PKI mount path, e.g. "pki".
+	Mount string
+	// IssuerName names the root issuer inside the mount; a second run finds
+	// the root by this name and leaves it alone.
+	IssuerName string
+	// CommonName is the root certificate's subject CN.
+	CommonName string
+	// KeyType is "ec", "rsa" or "ed25519".
+	KeyType string
+	// KeyBits is the key size; 0 means 256 for ec and 2048 for rsa.
+	KeyBits int
+	// TTL is the root's lifetime. The mount's max lease TTL is raised to it
+	// while the root is generated.
+	TTL time.Duration
+	// MaxIntermediateTTL is the mount's max lease TTL once the root exists:
+	// Vault silently cuts every intermediate to it, whatever TTL is asked.
+	MaxIntermediateTTL time.Duration
+	// URLBase is the Vault address clients use, for the AIA and CRL URLs.
+	URLBase string
+	// AdoptIssuer, when set, names an existing root issuer in the mount to use
+	// instead of generating one.
+	AdoptIssuer string
+	// ImportPEM, when set, is a PEM bundle (root certificate and its key) to
+	// import instead of generating a root. The key then has existed outside
+	// Vault; generating inside Vault is the default for that reason.
+	ImportPEM []byte
+	// SetDefault makes the root the mount's default issuer.
+	SetDefault bool
+}
+
+// Validate checks the options before anything is sent to Vault.
+func (o BootstrapOptions) Validate() error {
+	switch {
+	case o.Mount == "" || strings.Trim(o.Mount, "/") != o.Mount:
+		return fmt.Errorf("invalid --mount %q: want a path such as pki, without leading or trailing slash", o.Mount)
+	case o.AdoptIssuer != "" && len(o.ImportPEM) > 0:
+		return fmt.Errorf("--adopt-issuer and --import-pem exclude each other")
+	case o.MaxIntermediateTTL <= 0:
+		return fmt.Errorf("invalid --max-intermediate-ttl %s: must be positive", o.MaxIntermediateTTL)
+	case o.AdoptIssuer == "" && len(o.ImportPEM) == 0 && o.TTL <= o.MaxIntermediateTTL:
+		// An intermediate cannot outlive its root; Vault would refuse to
+		// sign one that asks for the full max TTL near the root's end.
+		return fmt.Errorf("invalid --ttl %s: the root must outlive --max-intermediate-ttl %s", o.TTL, o.MaxIntermediateTTL)
+	}
+	if o.AdoptIssuer == "" && len(o.ImportPEM) == 0 {
+		if o.IssuerName == "" || o.IssuerName == "default" {
+			return fmt.Errorf("invalid --issuer-name %q: want a name such as meshtrust-root", o.IssuerName)
+		}
+		switch o.KeyType {
+		case "ec", "rsa", "ed25519":
+		default:
+			return fmt.Errorf("invalid --key-type %q: want ec, rsa or ed25519", o.KeyType)
+		}
+	}
+	return nil
+}
+
+func (o BootstrapOptions) keyBits() int {
+	switch {
+	case o.KeyBits != 0:
+		return o.KeyBits
+	case o.KeyType == "ec":
+		return 256
+	case o.KeyType == "rsa":
+		return 2048
+	}
+	return 0
+}
+
+// Step is one thing bootstrap or enroll checked, and whether it changed it.
+type Step struct {
+	// Name says what was checked, e.g. "pki mount".
+	Name string `json:"name"`
+	// Changed is true when the step wrote to Vault or the cluster.
+	Changed bool `json:"changed"`
+	// Detail is a one-line human description of the outcome.
+	Detail string `json:"detail"`
+}
+
+// RootInfo describes the root certificate bootstrap ended with.
+type RootInfo struct {
+	// IssuerID is Vault's issuer UUID.
+	IssuerID string `json:"issuerID"`
+	// IssuerName is the issuer's name in the mount.
+	IssuerName string `json:"issuerName"`
+	// Subject is the root's subject.
+	Subject string `json:"subject"`
+	// FingerprintSHA256 is the lowercase hex SHA-256 of the DER certificate.
+	FingerprintSHA256 string `json:"fingerprintSHA256"`
+	// NotAfter is the root's expiry.
+	NotAfter time.Time `json:"notAfter"`
+	// KeyAlgorithm is e.g. "ECDSA P-256".
+	KeyAlgorithm string `json:"keyAlgorithm"`
+	// PEM is the root certificate (public, safe to print).
+	PEM string `json:"pem"`
+	// Cert is the parsed certificate.
+	Cert *x509.Certificate `json:"-"`
+}
+
+// BootstrapResult is what Bootstrap did.
+type BootstrapResult struct {
+	// Steps lists every check in order.
+	Steps []Step `json:"steps"`
+	// Changed is true if any step changed something.
+	Changed bool `json:"changed"`
+	// Root is the root the mount now signs with.
+	Root RootInfo `json:"root"`
+}
+
+func (r *BootstrapResult) step(name string, changed bool, format string, args ...any) {
+	r.Steps = append(r.Steps, Step{Name: name, Changed: changed, Detail: fmt.Sprintf(format, args...)})
+	r.Changed = r.Changed || changed
+}
+
+// Bootstrap makes the PKI mount hold the shared root, idempotently: it
+// enables the mount, generates the root inside Vault (or adopts or imports
+// one), makes it the default issuer, lowers the max lease TTL to cap every
+// intermediate, and sets the AIA and CRL URLs.
+func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapResult, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	res := &BootstrapResult{}
+	mounts, err := c.API.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return nil, wrap(c.Addr, "listing secret engines", err)
+	}
+	mountName := "mount " + o.Mount + "/"
+	if m, ok := mounts[o.Mount+"/"]; ok {
+		if m.Type != "pki" {
+			return nil, fmt.Errorf("vault at %s: %s/ is a %q engine, not pki", c.Addr, o.Mount, m.Type)
+		}
+		res.step(mountName, false, "PKI engine already enabled")
+	} else {
+		err := c.API.Sys().MountWithContext(ctx, o.Mount, &vaultapi.MountInput{Type: "pki", Description: "meshtrust shared root",
+			Config: mountConfig(o.TTL)})
+		if err != nil {
+			return nil, wrap(c.Addr, "enabling the PKI engine at "+o.Mount+"/", err)
+		}
+		res.step(mountName, true, "PKI engine enabled (max lease TTL %s while the root is generated)", Dur(o.TTL))
+	}
+
+	issuerID, err := ensureRoot(ctx, c, o, res)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureDefault(ctx, c, o, issuerID, res); err != nil {
+		return nil, err
+	}
+	if err := ensureMaxTTL(ctx, c, o, res); err != nil {
+		return nil, err
+	}
+	if err := ensureURLs(ctx, c, o, res); err != nil {
+		return nil, err
+	}
+	root, err := readIssuer(ctx, c, o.Mount, issuerID)
+	if err != nil {
+		return nil, err
+	}
+	res.Root = *root
+	return res, nil
+}
+
+// ensureRoot finds or creates the root and returns its issuer ID.
+func ensureRoot(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) (string, error) {
+	const name = "root issuer"
+	if o.AdoptIssuer != "" {
+		info, err := readIssuer(ctx, c, o.Mount, o.AdoptIssuer)
+		if err != nil {
+			return "", err
+		}
+		if !pki.IsSelfSigned(info.Cert) || !info.Cert.IsCA {
+			return "", fmt.Errorf("vault at %s: issuer %q in %s/ is not a self-signed CA, so it cannot be adopted as the root", c.Addr, o.AdoptIssuer, o.Mount)
+		}
+		res.step(name, false, "adopted existing issuer %s (%s)", info.IssuerName, info.IssuerID)
+		return info.IssuerID, nil
+	}
+	if existing, err := readIssuer(ctx, c, o.Mount, o.IssuerName); err == nil {
+		res.step(name, false, "root %s (%s) already exists; not regenerated", existing.IssuerName, existing.IssuerID)
+		return existing.IssuerID, nil
+	} else if !isNotFound(err) {
+		return "", err
+	}
+	if len(o.ImportPEM) > 0 {
+		return importRoot(ctx, c, o, res)
+	}
+	// Raise the mount's max TTL first: Vault cuts the root itself to it.
+	if err := tuneMaxTTL(ctx, c, o.Mount, o.TTL, true); err != nil {
+		return "", err
+	}
+	s, err := c.write(ctx, "generating the root in "+o.Mount+"/", o.Mount+"/root/generate/internal", map[string]any{
+		"common_name": o.CommonName,
+		"key_type":    o.KeyType,
+		"key_bits":    o.keyBits(),
+		"ttl":         o.TTL.String(),
+		"issuer_name": o.IssuerName,
+		"key_name":    o.IssuerName,
+	})
+	if err != nil {
+		return "", err
+	}
+	id, _ := s.Data["issuer_id"].(string)
+	if id == "" {
+		return "", fmt.Errorf("vault at %s: generating the root: response carries no issuer_id", c.Addr)
+	}
+	res.step(name, true, "generated root %s (%s) inside Vault, key type %s %d", o.IssuerName, id, o.KeyType, o.keyBits())
+	return id, nil
+}
+
+func importRoot(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) (string, error) {
+	s, err := c.write(ctx, "importing the root into "+o.Mount+"/", o.Mount+"/issuers/import/bundle", map[string]any{"pem_bundle": string(o.ImportPEM)})
+	if err != nil {
+		return "", err
+	}
+	ids := stringList(s.Data["imported_issuers"])
+	if len(ids) == 0 {
+		// Vault imports nothing when the certificate is already there under
+		// another name; look it up by its mapping instead.
+		mapping, _ := s.Data["mapping"].(map[string]any)
+		for id := range mapping {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) != 1 {
+		return "", fmt.Errorf("vault at %s: importing the root: want exactly one issuer in the PEM bundle, Vault found %d", c.Addr, len(ids))
+	}
+	if _, err := c.write(ctx, "naming the imported root", o.Mount+"/issuer/"+ids[0], map[string]any{"issuer_name": o.IssuerName}); err != nil {
+		return "", err
+	}
+	res.step("root issuer", true, "imported root as %s (%s)", o.IssuerName, ids[0])
+	return ids[0], nil
+}
+
+func ensureDefault(ctx context.Context, c *Client, o BootstrapOptions, issuerID string, res *BootstrapResult) error {
+	s, err := c.read(ctx, "reading the default issuer of "+o.Mount+"/", o.Mount+"/config/issuers")
+	if err != nil {
+		return err
+	}
+	current := ""
+	if s != nil {
+		current, _ = s.Data["default"].(string)
+	}
+	switch {
+	case current == issuerID:
+		res.step("default issuer", false, "root is the default issuer")
+	case !o.SetDefault:
+		res.step("default issuer", false, "left at %s (--set-default=false)", current)
+	default:
+		if _, err := c.write(ctx, "making the root the default issuer", o.Mount+"/config/issuers", map[string]any{"default": issuerID}); err != nil {
+			return err
+		}
+		res.step("default issuer", true, "root made the default issuer (was %q)", current)
+	}
+	return nil
+}
+
+func ensureMaxTTL(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) error {
+	cfg, err := c.API.Sys().MountConfigWithContext(ctx, o.Mount)
+	if err != nil {
+		return wrap(c.Addr, "reading the tuning of "+o.Mount+"/", err)
+	}
+	want := int(o.MaxIntermediateTTL / time.Second)
+	if cfg.MaxLeaseTTL == want {
+		res.step("max lease TTL", false, "already %s: no intermediate can live longer", Dur(o.MaxIntermediateTTL))
+		return nil
+	}
+	if err := tuneMaxTTL(ctx, c, o.Mount, o.MaxIntermediateTTL, false); err != nil {
+		return err
+	}
+	res.step("max lease TTL", true, "set to %s (was %s): no intermediate can live longer", Dur(o.MaxIntermediateTTL), Dur(time.Duration(cfg.MaxLeaseTTL)*time.Second))
+	return nil
+}
+
+// tuneMaxTTL sets the mount's max lease TTL; with onlyRaise it leaves a
+// higher value alone.
+func tuneMaxTTL(ctx context.Context, c *Client, mount string, ttl time.Duration, onlyRaise bool) error {
+	if onlyRaise {
+		cfg, err := c.API.Sys().MountConfigWithContext(ctx, mount)
+		if err != nil {
+			return wrap(c.Addr, "reading the tuning of "+mount+"/", err)
+		}
+		if time.Duration(cfg.MaxLeaseTTL)*time.Second >= ttl {
+			return nil
+		}
+	}
+	in := mountConfig(ttl)
+	return wrap(c.Addr, "tuning the max lease TTL of "+mount+"/", c.API.Sys().TuneMountWithContext(ctx, mount, in))
+}
+
+func ensureURLs(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) error {
+	if o.URLBase == "" {
+		res.step("URLs", false, "not set (no URL base)")
+		return nil
+	}
+	base := strings.TrimSuffix(o.URLBase, "/") + "/v1/" + o.Mount
+	want := map[string][]string{
+		"issuing_certificates":    {base + "/ca"},
+		"crl_distribution_points": {base + "/crl"},
+	}
+	s, err := c.read(ctx, "reading the URLs of "+o.Mount+"/", o.Mount+"/config/urls")
+	if err != nil {
+		return err
+	}
+	same := s != nil
+	for k, v := range want {
+		if s == nil || !equalStrings(stringList(s.Data[k]), v) {
+			same = false
+		}
+	}
+	if same {
+		res.step("URLs", false, "issuing certificate and CRL URLs already point at %s", base)
+		return nil
+	}
+	data := map[string]any{}
+	for k, v := range want {
+		data[k] = v
+	}
+	if _, err := c.write(ctx, "setting the URLs of "+o.Mount+"/", o.Mount+"/config/urls", data); err != nil {
+		return err
+	}
+	res.step("URLs", true, "issuing certificate %s/ca, CRL %s/crl", base, base)
+	return nil
+}
+
+// readIssuer reads an issuer's certificate; a missing issuer gives an error
+// for which isNotFound is true.
+func readIssuer(ctx context.Context, c *Client, mount, ref string) (*RootInfo, error) {
+	s, err := c.read(ctx, "reading issuer "+ref+" of "+mount+"/", mount+"/issuer/"+ref)
+	if err != nil {
+		if IsStatus(err, 400) || IsStatus(err, 404) || IsStatus(err, 500) && strings.Contains(err.Error(), "unable to find") {
+			return nil, &notFound{err}
+		}
+		return nil, err
+	}
+	if s == nil || s.Data == nil {
+		return nil, &notFound{fmt.Errorf("vault at %s: issuer %s of %s/ not found", c.Addr, ref, mount)}
+	}
+	certPEM, _ := s.Data["certificate"].(string)
+	certs, err := pki.DecodeCertificates([]byte(certPEM), pki.MaxChainPEMSize)
+	if err != nil {
+		return nil, fmt.Errorf("vault at %s: issuer %s of %s/ has an unreadable certificate: %w", c.Addr, ref, mount, err)
+	}
+	cert := certs[0]
+	info := &RootInfo{Cert: cert, PEM: string(pki.EncodeCertificates(cert)), Subject: cert.Subject.String(),
+		FingerprintSHA256: pki.Fingerprint(cert), NotAfter: cert.NotAfter.UTC(), KeyAlgorithm: keyAlgorithm(cert)}
+	info.IssuerID, _ = s.Data["issuer_id"].(string)
+	info.IssuerName, _ = s.Data["issuer_name"].(string)
+	return info, nil
+}
+
+type notFound struct{ err error }
+
+func (n *notFound) Error() string { return n.err.Error() }
+func (n *notFound) Unwrap() error { return n.err }
+
+func isNotFound(err error) bool {
+	var nf *notFound
+	return errors.As(err, &nf)
+}
+
+func keyAlgorithm(c *x509.Certificate) string {
+	switch k := c.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d", k.N.BitLen())
+	case ed25519.PublicKey:
+		return "Ed25519"
+	}
+	return c.PublicKeyAlgorithm.String()
+}
+
+func mountConfig(maxTTL time.Duration) vaultapi.MountConfigInput {
+	return vaultapi.MountConfigInput{MaxLeaseTTL: maxTTL.String()}
+}
+
+func stringList(v any) []string {
+	switch t := v.(type) {
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, e := range t {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []string:
+		return t
+	case string:
+		if t == "" {
+			return nil
+		}
+		return []string{t}
+	}
+	return nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Dur prints a duration the way people write them in flags: "2160h", not
+// "2160h0m0s".
+func Dur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

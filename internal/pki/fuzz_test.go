@@ -1,0 +1,77 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/x509"
+	"testing"
+	"time"
+)
+
+// FuzzParseTLS feeds arbitrary Secret contents to the parser and validator.
+// Neither may panic, and any bundle that verifies must survive a render and
+// re-parse in both layouts and still verify.
+func FuzzParseTLS(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	s := newSet(f, now)
+	d := s.tlsData(f)
+	f.Add(d[TLSCertKey], d[TLSKeyKey], d[CACertBundleKey])
+	f.Add(append(d[TLSCertKey], d[CACertBundleKey]...), d[TLSKeyKey], d[CACertBundleKey])
+	f.Add(bytes.TrimRight(d[TLSCertKey], "\n"), d[TLSKeyKey], []byte("-----BEGIN CERTIFICATE-----\n"))
+	f.Add([]byte("garbage"), []byte{}, []byte{0})
+	f.Fuzz(func(t *testing.T, crt, key, ca []byte) {
+		b, err := ParseTLS(map[string][]byte{TLSCertKey: crt, TLSKeyKey: key, CACertBundleKey: ca})
+		if err != nil {
+			if CheckOf(err) == "" {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		if err := Verify(b, now, time.Hour); err != nil {
+			if CheckOf(err) == "" {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		roundTrip(t, b, now, time.Hour)
+	})
+}
+
+// FuzzDecodeCertificates checks that decoding never panics and that what it
+// accepts re-encodes to something it accepts again, certificate for
+// certificate.
+func FuzzDecodeCertificates(f *testing.F) {
+	s := newSet(f, time.Unix(1_800_000_000, 0))
+	f.Add(append(s.inter.pem(), s.root.pem()...))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		certs, err := DecodeCertificates(in, MaxChainPEMSize)
+		if err != nil {
+			return
+		}
+		again, err := DecodeCertificates(EncodeCertificates(certs...), MaxChainPEMSize*2)
+		if err != nil || len(again) != len(certs) {
+			t.Fatalf("re-encoded certificates do not decode: %v", err)
+		}
+		_, _ = OrderChain(certs)
+	})
+}
+
+// FuzzMergeRoots checks that a merged bundle always starts with the previous
+// bytes and always parses.
+func FuzzMergeRoots(f *testing.F) {
+	s := newSet(f, time.Unix(1_800_000_000, 0))
+	f.Add(bytes.TrimRight(s.root.pem(), "\n"))
+	f.Add(s.inter.pem())
+	f.Fuzz(func(t *testing.T, prev []byte) {
+		out, _, err := MergeRoots(prev, []*x509.Certificate{s.root.cert})
+		if err != nil {
+			return
+		}
+		if !bytes.HasPrefix(out, prev) {
+			t.Fatal("previous bytes not kept verbatim at the start")
+		}
+		if _, err := DecodeCertificates(out, MaxRootBundlePEMSize); err != nil {
+			t.Fatalf("merged bundle does not parse: %v", err)
+		}
+	})
+}

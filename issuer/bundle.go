@@ -1,0 +1,109 @@
+package issuer
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshtrust/meshtrust/issuer/vault"
+)
+
+// Bundle is a signed certificate split the way cert-manager stores it.
+type Bundle struct {
+	// ChainPEM is the issued certificate followed by its intermediates,
+	// without any root. It becomes tls.crt.
+	ChainPEM []byte
+	// CAPEM is the root the chain verifies to, followed by every other live
+	// root of the mount. It becomes ca.crt. It never holds an intermediate.
+	CAPEM []byte
+	// Certificate is the issued certificate.
+	Certificate *x509.Certificate
+}
+
+// PublicKeyMatches reports whether the certificate carries the CSR's key.
+// Vault must sign what it was given; anything else is a broken or hostile
+// response, and the in-cluster private key would not match it.
+func PublicKeyMatches(cert *x509.Certificate, csr *x509.CertificateRequest) bool {
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(csr.PublicKey)
+}
+
+// SplitResponse builds the bundle from Vault's answer and the mount's live
+// roots. The roots in ca_chain and those of the mount are both candidates,
+// because Vault omits the root from ca_chain when the issuing issuer's root
+// lives elsewhere. The chain must verify to one of them at now.
+func SplitResponse(resp *vault.SignResponse, mountRoots []*x509.Certificate, now time.Time) (Bundle, error) {
+	leaf := resp.Certificate
+	chain := []*x509.Certificate{leaf}
+	var candidates []*x509.Certificate
+	for _, c := range resp.CAChain {
+		switch {
+		case c.Equal(leaf):
+		case vault.IsSelfSigned(c):
+			candidates = append(candidates, c)
+		case !containsCert(chain, c):
+			chain = append(chain, c)
+		}
+	}
+	candidates = vault.LiveRoots(append(candidates, mountRoots...), now)
+	if len(candidates) == 0 {
+		return Bundle{}, errors.New("vault knows no live self-signed root for this mount; import the root certificate as an issuer of the mount")
+	}
+	intermediates := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		intermediates.AddCert(c)
+	}
+	signing := -1
+	for i, root := range candidates {
+		pool := x509.NewCertPool()
+		pool.AddCert(root)
+		if _, err := leaf.Verify(x509.VerifyOptions{
+			Roots:         pool,
+			Intermediates: intermediates,
+			CurrentTime:   now,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		}); err == nil {
+			signing = i
+			break
+		}
+	}
+	if signing < 0 {
+		return Bundle{}, fmt.Errorf("the issued certificate (issuer %q) does not chain to any of the %d live roots Vault knows for this mount", leaf.Issuer.String(), len(candidates))
+	}
+	roots := append([]*x509.Certificate{candidates[signing]}, candidates[:signing]...)
+	roots = append(roots, candidates[signing+1:]...)
+	return Bundle{ChainPEM: encodeCerts(chain), CAPEM: encodeCerts(roots), Certificate: leaf}, nil
+}
+
+func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
+	for _, x := range list {
+		if x.Equal(c) {
+			return true
+		}
+	}
+	return false
+}
+
+func encodeCerts(certs []*x509.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return buf.Bytes()
+}
+
+// Truncation compares the lifetime Vault granted with the one requested.
+// Vault silently caps a TTL at the role's max_ttl or the issuer's expiry; a
+// shortfall over a minute is worth telling the user, but never worth
+// re-issuing, which would only produce the same certificate again.
+func Truncation(cert *x509.Certificate, requested time.Duration) (granted time.Duration, truncated bool) {
+	granted = cert.NotAfter.Sub(cert.NotBefore)
+	if requested <= 0 {
+		return granted, false
+	}
+	return granted, requested-granted > time.Minute
+}

@@ -1,0 +1,151 @@
+package issuer
+
+import (
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshtrust/meshtrust/issuer/vault"
+)
+
+func decodeAll(t *testing.T, b []byte) []*x509.Certificate {
+	t.Helper()
+	certs, err := vault.ParseCertificatesPEM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs
+}
+
+func TestSplitResponse(t *testing.T) {
+	now := randomNow(t)
+	start := now.Add(-time.Hour)
+	root := newCert(t, "root", true, newKey(t), nil, start, 24*time.Hour)
+	newRoot := newCert(t, "root 2", true, newKey(t), nil, start.Add(time.Minute), 48*time.Hour)
+	expiredRoot := newCert(t, "old root", true, newKey(t), nil, start.Add(-72*time.Hour), time.Hour)
+	vaultInt := newCert(t, "vault intermediate", true, newKey(t), root, start, 12*time.Hour)
+	issued := newCert(t, "east.mesh", true, newKey(t), root, start, 2*time.Hour)
+	issuedByInt := newCert(t, "east.mesh", true, newKey(t), vaultInt, start, 2*time.Hour)
+	stranger := newCert(t, "stranger", true, newKey(t), nil, start, 24*time.Hour)
+	byStranger := newCert(t, "east.mesh", true, newKey(t), stranger, start, 2*time.Hour)
+
+	tests := []struct {
+		name       string
+		resp       vault.SignResponse
+		mountRoots []*x509.Certificate
+		wantChain  []*x509.Certificate
+		wantRoots  []*x509.Certificate
+		wantErr    string
+	}{
+		{
+			name:      "root-signed, root in ca_chain",
+			resp:      vault.SignResponse{Certificate: issued.cert, CAChain: []*x509.Certificate{root.cert}},
+			wantChain: []*x509.Certificate{issued.cert}, wantRoots: []*x509.Certificate{root.cert},
+		},
+		{
+			name:       "intermediate issuer, root missing from ca_chain: fetched from the mount",
+			resp:       vault.SignResponse{Certificate: issuedByInt.cert, CAChain: []*x509.Certificate{vaultInt.cert}},
+			mountRoots: []*x509.Certificate{root.cert},
+			wantChain:  []*x509.Certificate{issuedByInt.cert, vaultInt.cert}, wantRoots: []*x509.Certificate{root.cert},
+		},
+		{
+			name:       "rotation: signing root first, then every other live root, never an expired one",
+			resp:       vault.SignResponse{Certificate: issued.cert, CAChain: []*x509.Certificate{root.cert}},
+			mountRoots: []*x509.Certificate{newRoot.cert, root.cert, expiredRoot.cert},
+			wantChain:  []*x509.Certificate{issued.cert}, wantRoots: []*x509.Certificate{root.cert, newRoot.cert},
+		},
+		{
+			name:    "no root known anywhere",
+			resp:    vault.SignResponse{Certificate: issuedByInt.cert, CAChain: []*x509.Certificate{vaultInt.cert}},
+			wantErr: "no live self-signed root",
+		},
+		{
+			name:       "chain does not verify to any root",
+			resp:       vault.SignResponse{Certificate: byStranger.cert},
+			mountRoots: []*x509.Certificate{root.cert},
+			wantErr:    "does not chain to any",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := SplitResponse(&tc.resp, tc.mountRoots, now)
+			if tc.wantErr != "" {
+				checkErr(t, err, tc.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertCerts(t, "tls.crt", decodeAll(t, b.ChainPEM), tc.wantChain)
+			assertCerts(t, "ca.crt", decodeAll(t, b.CAPEM), tc.wantRoots)
+			for _, c := range decodeAll(t, b.CAPEM) {
+				if !vault.IsSelfSigned(c) {
+					t.Errorf("ca.crt holds %q, which is not a root", c.Subject.CommonName)
+				}
+			}
+		})
+	}
+}
+
+func assertCerts(t *testing.T, what string, got, want []*x509.Certificate) {
+	t.Helper()
+	names := func(cs []*x509.Certificate) string {
+		var s []string
+		for _, c := range cs {
+			s = append(s, c.Subject.CommonName)
+		}
+		return strings.Join(s, ", ")
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s = [%s], want [%s]", what, names(got), names(want))
+	}
+	for i := range got {
+		if !got[i].Equal(want[i]) {
+			t.Fatalf("%s = [%s], want [%s]", what, names(got), names(want))
+		}
+	}
+}
+
+func TestPublicKeyMatches(t *testing.T) {
+	key := newKey(t)
+	csr, err := ParseCSR(newCSR(t, key, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := randomNow(t)
+	same := newCert(t, "x", false, key, nil, now, time.Hour)
+	other := newCert(t, "x", false, newKey(t), nil, now, time.Hour)
+	if !PublicKeyMatches(same.cert, csr) {
+		t.Error("the CSR's own key does not match")
+	}
+	if PublicKeyMatches(other.cert, csr) {
+		t.Error("another key matches")
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	now := randomNow(t)
+	// Vault backdates NotBefore by 30s, so a full grant is TTL+30s.
+	backdated := now.Add(-30 * time.Second)
+	tests := []struct {
+		name      string
+		life      time.Duration
+		requested time.Duration
+		want      bool
+	}{
+		{name: "full lifetime", life: 2*time.Hour + 30*time.Second, requested: 2 * time.Hour},
+		{name: "just under a minute short", life: 2*time.Hour - 59*time.Second, requested: 2 * time.Hour},
+		{name: "capped at max_ttl", life: time.Hour + 30*time.Second, requested: 2 * time.Hour, want: true},
+		{name: "no duration requested", life: time.Hour, requested: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCert(t, "x", false, newKey(t), nil, backdated, tc.life)
+			granted, got := Truncation(c.cert, tc.requested)
+			if got != tc.want || granted != tc.life {
+				t.Fatalf("Truncation = (%s, %v), want (%s, %v)", granted, got, tc.life, tc.want)
+			}
+		})
+	}
+}

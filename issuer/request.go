@@ -1,0 +1,97 @@
+package issuer
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+	"github.com/meshtrust/meshtrust/issuer/vault"
+)
+
+// DefaultMount is the PKI mount used when spec.pki.mount is empty.
+const DefaultMount = "pki"
+
+// FieldError is bad input attributed to one field, so that conditions,
+// events and logs can name it.
+type FieldError struct {
+	// Field is the path of the field at fault, e.g. spec.pki.role or
+	// spec.request.
+	Field string
+	// Err says what is wrong with it.
+	Err error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field string, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// SignInput is what a Vault sign call is built from.
+type SignInput struct {
+	// Spec is the issuer's spec.
+	Spec *v1alpha1.VaultIssuerSpec
+	// CSR is the PEM request as submitted.
+	CSRPEM []byte
+	// CSR is the parsed and checked request.
+	CSR *x509.CertificateRequest
+	// IsCA asks for an intermediate CA.
+	IsCA bool
+	// Duration is the requested lifetime.
+	Duration time.Duration
+}
+
+// BuildSignRequest maps a checked request onto a Vault call: CA requests to
+// sign-intermediate with the trust-domain name constraint and path length,
+// others to sign/<role>. It refuses what the issuer is not configured for.
+func BuildSignRequest(in SignInput) (vault.SignRequest, error) {
+	spec, csr := in.Spec, in.CSR
+	mount := spec.PKI.Mount
+	if mount == "" {
+		mount = DefaultMount
+	}
+	req := vault.SignRequest{
+		Mount:      mount,
+		IssuerRef:  spec.PKI.IssuerRef,
+		CA:         in.IsCA,
+		CSR:        in.CSRPEM,
+		CommonName: csr.Subject.CommonName,
+		TTL:        in.Duration,
+	}
+	req.AltNames = append(append(req.AltNames, csr.DNSNames...), csr.EmailAddresses...)
+	for _, ip := range csr.IPAddresses {
+		req.IPSANs = append(req.IPSANs, ip.String())
+	}
+	for _, u := range csr.URIs {
+		req.URISANs = append(req.URISANs, u.String())
+	}
+	var trustDomain string
+	if spec.Intermediate != nil {
+		trustDomain = spec.Intermediate.TrustDomain
+	}
+	if !in.IsCA {
+		if spec.PKI.Role == "" {
+			return req, fieldErr("spec.pki.role", "is empty, so this issuer cannot sign non-CA requests")
+		}
+		if err := CheckLeafURIs(csr.URIs, trustDomain); err != nil {
+			return req, &FieldError{Field: "spec.request", Err: err}
+		}
+		req.Role = spec.PKI.Role
+		return req, nil
+	}
+	if trustDomain == "" {
+		return req, fieldErr("spec.intermediate.trustDomain", "is empty, so this issuer refuses CA requests: an intermediate without a trust-domain name constraint could mint any identity")
+	}
+	if err := CheckCAURIs(csr.URIs, trustDomain); err != nil {
+		return req, &FieldError{Field: "spec.request", Err: err}
+	}
+	if req.CommonName == "" {
+		return req, &FieldError{Field: "spec.request", Err: errors.New("the CSR has no common name, which Vault's sign-intermediate requires; set commonName on the Certificate")}
+	}
+	req.MaxPathLength = int(spec.Intermediate.MaxPathLength)
+	req.PermittedURIDomains = []string{trustDomain}
+	return req, nil
+}

@@ -1,0 +1,268 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/cert-manager/issuer-lib/controllers"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+	"github.com/meshtrust/meshtrust/issuer/vault"
+)
+
+// FieldOwner is the server-side-apply field manager of the issuer's status
+// writes, and the name its events are reported by.
+const FieldOwner = "meshtrust-issuer"
+
+// SignerNamePrefix is the signerName prefix of Kubernetes
+// CertificateSigningRequests addressed to a VaultClusterIssuer:
+// "vaultclusterissuers.meshtrust.io/<name>".
+const SignerNamePrefix = "vaultclusterissuers.meshtrust.io/"
+
+// Options configures the issuer controllers. Flags set every field except
+// MetricsRegistry and Clock, which callers set in code.
+type Options struct {
+	// ClusterResourceNamespace is where VaultClusterIssuers read their
+	// Secrets and service accounts from, like cert-manager's option of the
+	// same name.
+	ClusterResourceNamespace string
+	// HealthCheckInterval is how often every issuer is checked again
+	// (sys/health, login, issuer read) after its first check. issuer-lib
+	// only checks on create or change; this catches Vault going away and
+	// coming back. Zero disables the periodic check.
+	HealthCheckInterval time.Duration
+	// MaxRetryDuration is how long a request keeps being retried after
+	// non-permanent sign errors (such as a Vault policy denying the call)
+	// before it is marked Failed. Vault being down does not count: requests
+	// then wait for the issuer to be Ready again and never fail for it.
+	// Zero would make every error terminal at once.
+	MaxRetryDuration time.Duration
+	// MaxConcurrentReconciles is the number of workers per controller;
+	// cert-manager's default is 5.
+	MaxConcurrentReconciles int
+	// VaultTimeout bounds each HTTP call to Vault.
+	VaultTimeout time.Duration
+	// DisableKubernetesCSR turns off signing of Kubernetes
+	// CertificateSigningRequests (signerName SignerNamePrefix+<name>).
+	DisableKubernetesCSR bool
+	// MetricsRegistry receives the issuer's metrics; nil means
+	// controller-runtime's metrics.Registry, served by the manager.
+	MetricsRegistry prometheus.Registerer
+	// Clock drives condition times and token renewal; nil means real time.
+	Clock clock.WithTicker
+}
+
+// DefaultOptions returns the flag defaults.
+func DefaultOptions() Options {
+	return Options{
+		ClusterResourceNamespace: "meshtrust-system",
+		HealthCheckInterval:      5 * time.Minute,
+		MaxRetryDuration:         time.Hour,
+		MaxConcurrentReconciles:  5,
+		VaultTimeout:             30 * time.Second,
+	}
+}
+
+// AddFlags registers the --issuer-... flags, defaulting every field that is
+// still zero to DefaultOptions.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	d := DefaultOptions()
+	if o.ClusterResourceNamespace == "" {
+		o.ClusterResourceNamespace = d.ClusterResourceNamespace
+	}
+	if o.HealthCheckInterval == 0 {
+		o.HealthCheckInterval = d.HealthCheckInterval
+	}
+	if o.MaxRetryDuration == 0 {
+		o.MaxRetryDuration = d.MaxRetryDuration
+	}
+	if o.MaxConcurrentReconciles == 0 {
+		o.MaxConcurrentReconciles = d.MaxConcurrentReconciles
+	}
+	if o.VaultTimeout == 0 {
+		o.VaultTimeout = d.VaultTimeout
+	}
+	fs.StringVar(&o.ClusterResourceNamespace, "issuer-cluster-resource-namespace", o.ClusterResourceNamespace,
+		"Namespace where VaultClusterIssuers read their Secrets and service accounts.")
+	fs.DurationVar(&o.HealthCheckInterval, "issuer-health-check-interval", o.HealthCheckInterval,
+		"How often every Vault issuer is health-checked again (sys/health, login, PKI issuer read); 0 disables.")
+	fs.DurationVar(&o.MaxRetryDuration, "issuer-max-retry-duration", o.MaxRetryDuration,
+		"How long a request is retried after a non-permanent Vault error before it is marked Failed. Vault being unreachable or sealed never fails a request.")
+	fs.IntVar(&o.MaxConcurrentReconciles, "issuer-max-concurrent-reconciles", o.MaxConcurrentReconciles,
+		"Workers per issuer controller.")
+	fs.DurationVar(&o.VaultTimeout, "issuer-vault-timeout", o.VaultTimeout,
+		"Timeout of each HTTP call to Vault.")
+	fs.BoolVar(&o.DisableKubernetesCSR, "issuer-disable-kubernetes-csr", o.DisableKubernetesCSR,
+		"Do not sign Kubernetes CertificateSigningRequests (signerName vaultclusterissuers.meshtrust.io/<name>).")
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.ClusterResourceNamespace == "" {
+		errs = append(errs, errors.New("--issuer-cluster-resource-namespace must not be empty"))
+	}
+	if o.HealthCheckInterval < 0 {
+		errs = append(errs, errors.New("--issuer-health-check-interval must not be negative"))
+	}
+	if o.MaxRetryDuration <= 0 {
+		errs = append(errs, errors.New("--issuer-max-retry-duration must be positive: zero makes every error terminal at once"))
+	}
+	if o.MaxConcurrentReconciles < 1 {
+		errs = append(errs, errors.New("--issuer-max-concurrent-reconciles must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Setup registers the issuer controllers (VaultIssuer, VaultClusterIssuer,
+// CertificateRequest and CertificateSigningRequest), the periodic health
+// check, and the issuer's metrics with mgr. The manager's scheme must hold
+// client-go, cert-manager v1 and meshtrust v1alpha1 types.
+//
+// +kubebuilder:rbac:groups=meshtrust.io,resources=vaultissuers;vaultclusterissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=meshtrust.io,resources=vaultissuers/status;vaultclusterissuers/status,verbs=patch;update
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificaterequests/status,verbs=patch;update
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/status,verbs=patch;update
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,verbs=sign,resourceNames=vaultclusterissuers.meshtrust.io/*
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if err := opts.validate(); err != nil {
+		return fmt.Errorf("issuer options: %w", err)
+	}
+	reg := opts.MetricsRegistry
+	if reg == nil {
+		reg = metrics.Registry
+	}
+	m, err := vault.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	var clk clock.WithTicker = clock.RealClock{}
+	if opts.Clock != nil {
+		clk = opts.Clock
+	}
+	recorder := mgr.GetEventRecorder(FieldOwner)
+	s := &Signer{
+		Client:                   mgr.GetClient(),
+		APIReader:                mgr.GetAPIReader(),
+		Factory:                  vault.NewCache(m, clk),
+		Metrics:                  m,
+		Recorder:                 recorder,
+		Clock:                    clk,
+		ClusterResourceNamespace: opts.ClusterResourceNamespace,
+		VaultTimeout:             opts.VaultTimeout,
+	}
+	rc := &recheck{client: mgr.GetClient(), interval: opts.HealthCheckInterval, clock: clk,
+		issuers: make(chan event.GenericEvent), clusterIssuers: make(chan event.GenericEvent)}
+	issuerGVK := v1alpha1.GroupVersion.WithKind("VaultIssuer")
+	clusterIssuerGVK := v1alpha1.GroupVersion.WithKind("VaultClusterIssuer")
+
+	cc := &controllers.CombinedController{
+		IssuerTypes:        []issuerapi.Issuer{&v1alpha1.VaultIssuer{}},
+		ClusterIssuerTypes: []issuerapi.Issuer{&v1alpha1.VaultClusterIssuer{}},
+		FieldOwner:         FieldOwner,
+		MaxRetryDuration:   opts.MaxRetryDuration,
+		Check:              s.Check,
+		Sign:               s.Sign,
+		EventRecorder:      recorder,
+		Clock:              clk,
+		// ca.crt is the product: the syncer and Istio take the trust bundle
+		// from it, and it holds only real roots.
+		SetCAOnCertificateRequest:      true,
+		DisableKubernetesCSRController: opts.DisableKubernetesCSR,
+		ControllerOptions:              controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles},
+		PreSetupWithManager: func(_ context.Context, gvk schema.GroupVersionKind, _ ctrl.Manager, b *builder.Builder) error {
+			// issuer-lib checks an issuer only on create or change; these
+			// channels let the periodic check enqueue every issuer.
+			switch gvk {
+			case issuerGVK:
+				b.WatchesRawSource(source.Channel(rc.issuers, &handler.EnqueueRequestForObject{}))
+			case clusterIssuerGVK:
+				b.WatchesRawSource(source.Channel(rc.clusterIssuers, &handler.EnqueueRequestForObject{}))
+			}
+			return nil
+		},
+	}
+	if err := cc.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the issuer controllers: %w", err)
+	}
+	if opts.HealthCheckInterval > 0 {
+		if err := mgr.Add(rc); err != nil {
+			return fmt.Errorf("adding the periodic issuer health check: %w", err)
+		}
+	}
+	return nil
+}
+
+// recheck enqueues every issuer each interval so that issuer-lib runs Check
+// again.
+type recheck struct {
+	client                  client.Reader
+	interval                time.Duration
+	clock                   clock.WithTicker
+	issuers, clusterIssuers chan event.GenericEvent
+}
+
+// Start implements manager.Runnable. It runs only on the leader, like the
+// controllers it feeds.
+func (r *recheck) Start(ctx context.Context) error {
+	t := r.clock.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+			r.enqueueAll(ctx)
+		}
+	}
+}
+
+func (r *recheck) enqueueAll(ctx context.Context) {
+	logger := ctrl.LoggerFrom(ctx).WithName("issuer-recheck")
+	var issuers v1alpha1.VaultIssuerList
+	if err := r.client.List(ctx, &issuers); err != nil {
+		logger.Error(err, "Listing VaultIssuers for the periodic health check")
+	}
+	for i := range issuers.Items {
+		if !send(ctx, r.issuers, &issuers.Items[i]) {
+			return
+		}
+	}
+	var clusterIssuers v1alpha1.VaultClusterIssuerList
+	if err := r.client.List(ctx, &clusterIssuers); err != nil {
+		logger.Error(err, "Listing VaultClusterIssuers for the periodic health check")
+	}
+	for i := range clusterIssuers.Items {
+		if !send(ctx, r.clusterIssuers, &clusterIssuers.Items[i]) {
+			return
+		}
+	}
+}
+
+func send(ctx context.Context, ch chan<- event.GenericEvent, obj client.Object) bool {
+	select {
+	case ch <- event.GenericEvent{Object: obj}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

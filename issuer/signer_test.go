@@ -1,0 +1,312 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+	"github.com/meshtrust/meshtrust/issuer/vault"
+)
+
+// pkiFault is a fault the fake Vault injects.
+type pkiFault int
+
+const (
+	faultNone pkiFault = iota
+	faultWrongKey
+	faultTruncate
+	faultSealed
+	faultDenied
+	faultBadLogin
+)
+
+// fakePKI is a Vault PKI mount that misbehaves on cue. Only faults a real
+// Vault cannot produce at will are tested against it; the happy paths run
+// against the real Vault in e2e/issuer.
+type fakePKI struct {
+	t     *testing.T
+	root  *testCA
+	now   time.Time
+	fault pkiFault
+	// clientToken is what a successful login hands out.
+	clientToken string
+	mu          sync.Mutex
+}
+
+func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	write := func(code int, body any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	rootPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.root.cert.Raw}))
+	if f.fault == faultSealed && r.URL.Path != "/v1/sys/health" {
+		write(http.StatusServiceUnavailable, map[string]any{"errors": []string{"Vault is sealed"}})
+		return
+	}
+	switch {
+	case r.URL.Path == "/v1/sys/health":
+		write(299, map[string]any{"initialized": true, "sealed": f.fault == faultSealed})
+	case strings.HasSuffix(r.URL.Path, "/login"):
+		if f.fault == faultBadLogin {
+			write(http.StatusBadRequest, map[string]any{"errors": []string{"invalid role or secret ID"}})
+			return
+		}
+		write(http.StatusOK, map[string]any{"auth": map[string]any{"client_token": f.clientToken, "lease_duration": 3600, "renewable": true}})
+	case r.URL.Path == "/v1/pki/issuers":
+		write(http.StatusOK, map[string]any{"data": map[string]any{"keys": []string{"root1"}}})
+	case strings.HasPrefix(r.URL.Path, "/v1/pki/issuer/") && strings.HasSuffix(r.URL.Path, "/json"):
+		write(http.StatusOK, map[string]any{"data": map[string]any{"certificate": rootPEM, "ca_chain": []string{rootPEM}}})
+	case strings.Contains(r.URL.Path, "sign"):
+		if f.fault == faultDenied {
+			write(http.StatusForbidden, map[string]any{"errors": []string{"1 error occurred:\n\t* permission denied\n\n"}})
+			return
+		}
+		var body struct {
+			CSR string `json:"csr"`
+			TTL string `json:"ttl"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		block, _ := pem.Decode([]byte(body.CSR))
+		csr, err := x509.ParseCertificateRequest(block.Bytes)
+		if err != nil {
+			write(http.StatusBadRequest, map[string]any{"errors": []string{"bad csr"}})
+			return
+		}
+		ttl, _ := time.ParseDuration(body.TTL)
+		pub := csr.PublicKey
+		if f.fault == faultWrongKey {
+			pub = newKey(f.t).Public()
+		}
+		if f.fault == faultTruncate {
+			ttl /= 2
+		}
+		cert := f.issue(pub, ttl)
+		write(http.StatusOK, map[string]any{"data": map[string]any{
+			"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert})),
+			"ca_chain":    []string{rootPEM},
+		}})
+	default:
+		write(http.StatusNotFound, map[string]any{"errors": []string{}})
+	}
+}
+
+func (f *fakePKI) issue(pub crypto.PublicKey, ttl time.Duration) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, NotBefore: f.now.Add(-30 * time.Second), NotAfter: f.now.Add(ttl),
+		BasicConstraintsValid: true, IsCA: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.root.cert, pub, f.root.key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return der
+}
+
+type harness struct {
+	signer   *Signer
+	recorder *events.FakeRecorder
+	registry *prometheus.Registry
+	logs     *bytes.Buffer
+	ctx      context.Context
+}
+
+const (
+	secretAppRoleID = "SECRET-approle-secret-id-7f3a"
+	secretToken     = "hvs.SECRET-static-token-91c2"
+	secretClient    = "hvs.SECRET-client-token-55d0"
+)
+
+func newHarness(t *testing.T, objs ...runtime.Object) *harness {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secrets := []runtime.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "approle"}, Data: map[string][]byte{"secretId": []byte(secretAppRoleID + "\n")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "token"}, Data: map[string][]byte{"token": []byte(secretToken)}},
+	}
+	cl := fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(append(secrets, objs...)...).Build()
+	reg := prometheus.NewRegistry()
+	m, err := vault.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(randomNow(t))
+	rec := events.NewFakeRecorder(100)
+	logs := &bytes.Buffer{}
+	var logMu sync.Mutex
+	logger := funcr.New(func(prefix, args string) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		logs.WriteString(prefix + " " + args + "\n")
+	}, funcr.Options{Verbosity: 10})
+	return &harness{
+		signer: &Signer{
+			Client: cl, APIReader: cl, Factory: vault.NewCache(m, clk), Metrics: m, Recorder: rec, Clock: clk,
+			ClusterResourceNamespace: "ns",
+		},
+		recorder: rec, registry: reg, logs: logs,
+		ctx: log.IntoContext(context.Background(), logger),
+	}
+}
+
+func testIssuer(url string, auth v1alpha1.VaultAuth) *v1alpha1.VaultIssuer {
+	return &v1alpha1.VaultIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vi", UID: "uid-1", Generation: 1},
+		Spec: v1alpha1.VaultIssuerSpec{
+			Server: url, PKI: v1alpha1.PKISpec{Mount: "pki", Role: "leaf"},
+			Intermediate: &v1alpha1.IntermediateSpec{TrustDomain: "east.mesh"},
+			Auth:         auth,
+		},
+	}
+}
+
+var appRoleAuth = v1alpha1.VaultAuth{AppRole: &v1alpha1.AppRoleAuth{MountPath: "approle", RoleID: "role", SecretRef: v1alpha1.SecretKeySelector{Name: "approle", Key: "secretId"}}}
+
+func caRequest(t *testing.T, csr []byte, d time.Duration) signer.CertificateRequestObject {
+	t.Helper()
+	return signer.CertificateRequestObjectFromCertificateRequest(&cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cr"},
+		Spec:       cmapi.CertificateRequestSpec{Request: csr, IsCA: true, Duration: &metav1.Duration{Duration: d}},
+	})
+}
+
+func TestSignFaults(t *testing.T) {
+	tests := []struct {
+		name      string
+		fault     pkiFault
+		auth      v1alpha1.VaultAuth
+		wantErrAs any
+		wantErr   string
+		wantEvent string
+	}{
+		{name: "good", fault: faultNone, auth: appRoleAuth},
+		{name: "certificate for another key", fault: faultWrongKey, auth: appRoleAuth, wantErrAs: &signer.PermanentError{}, wantErr: "does not match the CSR"},
+		{name: "sealed Vault waits on the issuer", fault: faultSealed, auth: appRoleAuth, wantErrAs: &signer.IssuerError{}, wantErr: "Vault is sealed"},
+		{name: "policy denial carries Vault's text", fault: faultDenied, auth: appRoleAuth, wantErr: "permission denied"},
+		{name: "wrong AppRole credentials wait on the issuer", fault: faultBadLogin, auth: appRoleAuth, wantErrAs: &signer.IssuerError{}, wantErr: "invalid role or secret ID"},
+		{name: "truncated lifetime is reported, not refused", fault: faultTruncate, auth: appRoleAuth, wantEvent: "LifetimeTruncated"},
+		{name: "missing Secret names the field", fault: faultNone, auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "nope", Key: "token"}}, wantErrAs: &signer.IssuerError{}, wantErr: "spec.auth.tokenSecretRef: Secret ns/nope not found"},
+		{name: "missing key names the field", fault: faultNone, auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "nope"}}, wantErrAs: &signer.IssuerError{}, wantErr: `spec.auth.tokenSecretRef: key "nope" not found in Secret ns/token`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := randomNow(t)
+			fp := &fakePKI{t: t, root: newCert(t, "root", true, newKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: tc.fault, clientToken: secretClient}
+			srv := httptest.NewServer(fp)
+			defer srv.Close()
+			h := newHarness(t)
+			h.signer.Clock = clocktesting.NewFakeClock(now)
+			iss := testIssuer(srv.URL, tc.auth)
+			bundle, err := h.signer.Sign(h.ctx, caRequest(t, newCSR(t, newKey(t), "east.mesh ca", "spiffe://east.mesh"), 4*time.Hour), iss)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Sign: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Sign error = %v, want it to contain %q", err, tc.wantErr)
+			}
+			if tc.wantErrAs != nil && !errors.As(err, tc.wantErrAs) {
+				t.Fatalf("Sign error %v is not a %T", err, tc.wantErrAs)
+			}
+			if tc.wantErrAs == nil && err != nil && (errors.As(err, &signer.PermanentError{}) || errors.As(err, &signer.IssuerError{})) {
+				t.Fatalf("Sign error %v should be retryable", err)
+			}
+			if err == nil {
+				roots := decodeAll(t, bundle.CAPEM)
+				if len(roots) != 1 || !roots[0].Equal(fp.root.cert) {
+					t.Fatal("ca.crt is not the root")
+				}
+			}
+			if tc.wantEvent != "" {
+				select {
+				case e := <-h.recorder.Events:
+					if !strings.Contains(e, tc.wantEvent) || !strings.Contains(e, "instead of the requested 4h0m0s") {
+						t.Fatalf("event %q, want %s naming both durations", e, tc.wantEvent)
+					}
+				default:
+					t.Fatalf("no %s event", tc.wantEvent)
+				}
+			}
+		})
+	}
+}
+
+// TestSecretsNeverLeak drives the paths that handle Vault tokens and AppRole
+// secret IDs through success and failure, and looks for the secrets in every
+// error, log line, event and metric label.
+func TestSecretsNeverLeak(t *testing.T) {
+	tokenAuth := v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "token"}}
+	for _, fault := range []pkiFault{faultNone, faultDenied, faultBadLogin, faultSealed, faultWrongKey} {
+		for _, auth := range []v1alpha1.VaultAuth{appRoleAuth, tokenAuth} {
+			now := randomNow(t)
+			fp := &fakePKI{t: t, root: newCert(t, "root", true, newKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: fault, clientToken: secretClient}
+			srv := httptest.NewServer(fp)
+			h := newHarness(t)
+			iss := testIssuer(srv.URL, auth)
+			var texts []string
+			if err := h.signer.Check(h.ctx, iss); err != nil {
+				texts = append(texts, err.Error())
+			}
+			if _, err := h.signer.Sign(h.ctx, caRequest(t, newCSR(t, newKey(t), "east.mesh ca", "spiffe://east.mesh"), time.Hour), iss); err != nil {
+				texts = append(texts, err.Error())
+			}
+			srv.Close()
+			close(h.recorder.Events)
+			for e := range h.recorder.Events {
+				texts = append(texts, e)
+			}
+			texts = append(texts, h.logs.String())
+			families, err := h.registry.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range families {
+				for _, m := range mf.GetMetric() {
+					for _, lp := range m.GetLabel() {
+						texts = append(texts, lp.GetValue())
+					}
+				}
+			}
+			for _, text := range texts {
+				for _, secret := range []string{secretAppRoleID, secretToken, secretClient} {
+					if strings.Contains(text, secret) {
+						t.Errorf("fault %d: secret %q leaked into %q", fault, secret, text)
+					}
+				}
+			}
+		}
+	}
+}

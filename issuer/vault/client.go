@@ -1,0 +1,287 @@
+package vault
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	vaultapi "github.com/hashicorp/vault/api"
+	"k8s.io/utils/clock"
+)
+
+// Config is everything a Client needs. It carries no secret values: those
+// come from Auth's functions at login time.
+type Config struct {
+	// Address is Vault's base URL.
+	Address string
+	// Namespace is the Vault Enterprise namespace; empty for none.
+	Namespace string
+	// CACert is a PEM bundle trusted for Vault's TLS certificate; empty
+	// means the system trust store.
+	CACert []byte
+	// Auth is how the client obtains its token.
+	Auth Auth
+	// Timeout bounds each HTTP call to Vault; zero means 30s.
+	Timeout time.Duration
+	// RootsTTL is how long the mount's live roots are cached; zero means 1m.
+	// Roots change only during a rotation, and a minute's delay in showing a
+	// newly added root is harmless because the old root stays live.
+	RootsTTL time.Duration
+}
+
+// Client talks to one Vault server on behalf of one issuer. It keeps a single
+// token, logs in lazily, renews the token past half its TTL, and logs in
+// again once when Vault answers 403. It is safe for concurrent use.
+type Client struct {
+	api      *vaultapi.Client
+	auth     Auth
+	metrics  *Metrics
+	clock    clock.PassiveClock
+	rootsTTL time.Duration
+
+	// mu serialises logins and renewals so that concurrent callers share one.
+	mu  sync.Mutex
+	tok tokenState
+
+	rootsMu sync.Mutex
+	roots   map[string]cachedRoots
+}
+
+type tokenState struct {
+	value string
+	// gen increases with every new token so that a 403 only invalidates the
+	// token it was seen with.
+	gen       uint64
+	obtained  time.Time
+	ttl       time.Duration // zero: never expires
+	loginTTL  time.Duration // TTL granted at login, to spot a capped renewal
+	renewable bool
+}
+
+type cachedRoots struct {
+	certs   []*x509.Certificate
+	expires time.Time
+}
+
+type opKey struct{}
+
+// NewClient builds a Client. It reads no VAULT_* environment variable that
+// could change where or as whom it talks.
+func NewClient(cfg Config, m *Metrics, clk clock.PassiveClock) (*Client, error) {
+	if err := cfg.Auth.validate(); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		var err error
+		if m, err = NewMetrics(nil); err != nil {
+			return nil, err
+		}
+	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	transport := cleanhttp.DefaultPooledTransport()
+	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(cfg.CACert) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(cfg.CACert) {
+			return nil, errors.New("the Vault CA bundle holds no PEM certificate")
+		}
+		transport.TLSClientConfig.RootCAs = pool
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	apiCfg := &vaultapi.Config{
+		Address: cfg.Address,
+		HttpClient: &http.Client{
+			Transport: &instrumented{base: transport, m: m},
+			// vault/api handles redirects itself.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Timeout: timeout,
+		// Retries belong to the controllers' rate-limited queues, where a
+		// sealed Vault leaves requests pending instead of blocking a worker.
+		MaxRetries: 0,
+	}
+	api, err := vaultapi.NewClient(apiCfg)
+	if err != nil {
+		return nil, fmt.Errorf("building Vault client for %s: %w", cfg.Address, err)
+	}
+	api.ClearToken() // NewClient reads VAULT_TOKEN.
+	if cfg.Namespace != "" {
+		api.SetNamespace(cfg.Namespace)
+	} else {
+		api.ClearNamespace()
+	}
+	rootsTTL := cfg.RootsTTL
+	if rootsTTL == 0 {
+		rootsTTL = time.Minute
+	}
+	return &Client{api: api, auth: cfg.Auth, metrics: m, clock: clk, rootsTTL: rootsTTL, roots: map[string]cachedRoots{}}, nil
+}
+
+// instrumented records every HTTP exchange with Vault in the metrics. The
+// operation name travels in the request context.
+type instrumented struct {
+	base http.RoundTripper
+	m    *Metrics
+}
+
+func (t *instrumented) RoundTrip(req *http.Request) (*http.Response, error) {
+	op, _ := req.Context().Value(opKey{}).(string)
+	if op == "" {
+		op = "other"
+	}
+	start := time.Now() // metrics only; never drives behaviour
+	resp, err := t.base.RoundTrip(req)
+	t.m.Duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+	}
+	t.m.Requests.WithLabelValues(op, code).Inc()
+	return resp, err
+}
+
+func withOp(ctx context.Context, op string) context.Context {
+	return context.WithValue(ctx, opKey{}, op)
+}
+
+// ensureToken returns a usable token's generation, logging in or renewing
+// first when needed. It holds mu so that concurrent callers share one login.
+func (c *Client) ensureToken(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	t := c.tok
+	if t.value != "" && t.ttl > 0 {
+		age := now.Sub(t.obtained)
+		switch {
+		case age >= t.ttl-5*time.Second:
+			t.value = "" // expired or about to
+		case t.renewable && age >= t.ttl/2:
+			if err := c.renewLocked(ctx, now); err == nil {
+				return c.tok.gen, nil
+			}
+			// A failed renewal is no reason to fail the call: log in afresh.
+			t.value = ""
+		}
+	}
+	if t.value != "" {
+		return t.gen, nil
+	}
+	if err := c.loginLocked(ctx, now); err != nil {
+		return 0, err
+	}
+	return c.tok.gen, nil
+}
+
+func (c *Client) loginLocked(ctx context.Context, now time.Time) error {
+	if c.auth.Method == MethodToken {
+		token, err := c.auth.Token(ctx)
+		if err != nil {
+			return fmt.Errorf("reading Vault token: %w", err)
+		}
+		if token == "" {
+			return errors.New("the Vault token is empty")
+		}
+		c.setTokenLocked(token, now, 0, false)
+		return nil
+	}
+	body, err := c.auth.Credentials(ctx)
+	if err != nil {
+		return fmt.Errorf("gathering %s login credentials: %w", c.auth.Method, err)
+	}
+	path := c.auth.loginPath()
+	c.metrics.Logins.WithLabelValues(c.auth.Method).Inc()
+	// Login must not carry a stale token: some auth methods reject that.
+	api, err := c.api.CloneWithHeaders()
+	if err != nil {
+		return fmt.Errorf("preparing Vault login: %w", err)
+	}
+	api.ClearToken()
+	secret, err := api.Logical().WriteWithContext(withOp(ctx, "login"), path, body)
+	if err != nil {
+		return wrapError("login", path, err)
+	}
+	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
+		return &Error{Op: "login", Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no client token"}}
+	}
+	ttl := time.Duration(secret.Auth.LeaseDuration) * time.Second
+	c.setTokenLocked(secret.Auth.ClientToken, now, ttl, secret.Auth.Renewable && ttl > 0)
+	return nil
+}
+
+func (c *Client) setTokenLocked(token string, now time.Time, ttl time.Duration, renewable bool) {
+	c.tok = tokenState{
+		value:     token,
+		gen:       c.tok.gen + 1,
+		obtained:  now,
+		ttl:       ttl,
+		loginTTL:  ttl,
+		renewable: renewable,
+	}
+	c.api.SetToken(token)
+}
+
+func (c *Client) renewLocked(ctx context.Context, now time.Time) error {
+	path := "auth/token/renew-self"
+	secret, err := c.api.Logical().WriteWithContext(withOp(ctx, "renew"), path, map[string]any{
+		"increment": int64(c.tok.loginTTL / time.Second),
+	})
+	if err != nil {
+		return wrapError("renew", path, err)
+	}
+	if secret == nil || secret.Auth == nil {
+		return &Error{Op: "renew", Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no auth"}}
+	}
+	ttl := time.Duration(secret.Auth.LeaseDuration) * time.Second
+	c.tok.obtained = now
+	c.tok.ttl = ttl
+	// Once the token's max TTL caps renewals, renewing on every call would
+	// only add load; let it run out and log in again.
+	c.tok.renewable = secret.Auth.Renewable && ttl > c.tok.loginTTL/2
+	return nil
+}
+
+func (c *Client) invalidate(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tok.gen == gen {
+		c.tok.value = ""
+	}
+}
+
+// do runs fn with a valid token. On 403 it logs in again once and retries;
+// a second 403 is returned with Vault's own message.
+func (c *Client) do(ctx context.Context, fn func() error) error {
+	gen, err := c.ensureToken(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn()
+	if !IsPermissionDenied(err) {
+		return err
+	}
+	c.invalidate(gen)
+	if _, lerr := c.ensureToken(ctx); lerr != nil {
+		return fmt.Errorf("%w (logging in again after the 403 failed: %v)", err, lerr)
+	}
+	return fn()
+}
+
+// TokenGeneration is the number of tokens obtained so far; tests use it.
+func (c *Client) TokenGeneration() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tok.gen
+}

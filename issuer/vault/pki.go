@@ -1,0 +1,348 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxPEMBytes caps every PEM value read from Vault; a certificate chain is a
+// few kilobytes, so anything near this is broken or hostile.
+const maxPEMBytes = 1 << 20
+
+// SignRequest is one call to Vault's PKI engine: sign-intermediate when CA
+// is set, sign/<role> otherwise.
+type SignRequest struct {
+	// Mount is the PKI mount path, e.g. "pki".
+	Mount string
+	// IssuerRef names the Vault issuer; empty means the mount's default.
+	IssuerRef string
+	// Role is the PKI role for leaf requests.
+	Role string
+	// CA selects sign-intermediate.
+	CA bool
+	// CSR is the PEM-encoded certificate request.
+	CSR []byte
+	// CommonName is copied from the CSR; Vault takes names from the request
+	// parameters, not from the CSR.
+	CommonName string
+	// AltNames are DNS names and email addresses.
+	AltNames []string
+	// IPSANs are IP addresses.
+	IPSANs []string
+	// URISANs are URIs, e.g. SPIFFE IDs.
+	URISANs []string
+	// TTL is the requested lifetime; zero lets Vault choose.
+	TTL time.Duration
+	// MaxPathLength is stamped on intermediates (CA only).
+	MaxPathLength int
+	// PermittedURIDomains is the URI name constraint stamped on
+	// intermediates (CA only); Vault >= 1.19 supports it.
+	PermittedURIDomains []string
+}
+
+// Op is the metrics operation name of the request.
+func (r SignRequest) Op() string {
+	if r.CA {
+		return "sign-intermediate"
+	}
+	return "sign"
+}
+
+// Path is the Vault API path the request goes to.
+func (r SignRequest) Path() string {
+	mount := strings.Trim(r.Mount, "/")
+	switch {
+	case r.CA && r.IssuerRef != "":
+		return mount + "/issuer/" + r.IssuerRef + "/sign-intermediate"
+	case r.CA:
+		return mount + "/root/sign-intermediate"
+	case r.IssuerRef != "":
+		return mount + "/issuer/" + r.IssuerRef + "/sign/" + r.Role
+	default:
+		return mount + "/sign/" + r.Role
+	}
+}
+
+// Body is the request's JSON body.
+func (r SignRequest) Body() map[string]any {
+	b := map[string]any{
+		"csr":         string(r.CSR),
+		"common_name": r.CommonName,
+		"format":      "pem",
+		// The CN of a CA or workload is a label, not a host name; adding it
+		// to the SANs would widen the certificate beyond what was asked.
+		"exclude_cn_from_sans": true,
+	}
+	if len(r.AltNames) > 0 {
+		b["alt_names"] = strings.Join(r.AltNames, ",")
+	}
+	if len(r.IPSANs) > 0 {
+		b["ip_sans"] = strings.Join(r.IPSANs, ",")
+	}
+	if len(r.URISANs) > 0 {
+		b["uri_sans"] = strings.Join(r.URISANs, ",")
+	}
+	if r.TTL > 0 {
+		b["ttl"] = strconv.FormatInt(int64(r.TTL/time.Second), 10) + "s"
+	}
+	if r.CA {
+		// Never copy extensions from the CSR into a CA certificate: only
+		// the constraints stamped here may shape it.
+		b["use_csr_values"] = false
+		b["max_path_length"] = r.MaxPathLength
+		if len(r.PermittedURIDomains) > 0 {
+			b["permitted_uri_domains"] = r.PermittedURIDomains
+		}
+	}
+	return b
+}
+
+// SignResponse is Vault's answer to a sign call, decoded.
+type SignResponse struct {
+	// Certificate is the issued certificate.
+	Certificate *x509.Certificate
+	// CAChain is Vault's ca_chain: the issuer and its parents, as known.
+	CAChain []*x509.Certificate
+}
+
+// Sign sends req to Vault.
+func (c *Client) Sign(ctx context.Context, req SignRequest) (*SignResponse, error) {
+	path := req.Path()
+	var resp *SignResponse
+	err := c.do(ctx, func() error {
+		secret, err := c.api.Logical().WriteWithContext(withOp(ctx, req.Op()), path, req.Body())
+		if err != nil {
+			return wrapError(req.Op(), path, err)
+		}
+		if secret == nil || secret.Data == nil {
+			return &Error{Op: req.Op(), Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no data"}}
+		}
+		resp, err = decodeSignData(secret.Data)
+		if err != nil {
+			return fmt.Errorf("vault %s (%s): decoding response: %w", req.Op(), path, err)
+		}
+		return nil
+	})
+	return resp, err
+}
+
+func decodeSignData(data map[string]any) (*SignResponse, error) {
+	certPEM, _ := data["certificate"].(string)
+	certs, err := ParseCertificatesPEM([]byte(certPEM))
+	if err != nil {
+		return nil, fmt.Errorf("field certificate: %w", err)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("field certificate holds no certificate")
+	}
+	resp := &SignResponse{Certificate: certs[0], CAChain: certs[1:]}
+	chain, err := pemList(data["ca_chain"])
+	if err != nil {
+		return nil, fmt.Errorf("field ca_chain: %w", err)
+	}
+	if len(chain) == 0 {
+		// Older Vaults omit ca_chain for root-signed certificates.
+		if s, ok := data["issuing_ca"].(string); ok {
+			chain = []byte(s)
+		}
+	}
+	rest, err := ParseCertificatesPEM(chain)
+	if err != nil {
+		return nil, fmt.Errorf("field ca_chain: %w", err)
+	}
+	resp.CAChain = append(resp.CAChain, rest...)
+	return resp, nil
+}
+
+func pemList(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	switch list := v.(type) {
+	case nil:
+	case string:
+		buf.WriteString(list)
+	case []any:
+		for i, item := range list {
+			s, ok := item.(string)
+			if !ok {
+				return nil, fmt.Errorf("item %d is %T, not a string", i, item)
+			}
+			buf.WriteString(s)
+			buf.WriteByte('\n')
+		}
+	default:
+		return nil, fmt.Errorf("unexpected type %T", v)
+	}
+	return buf.Bytes(), nil
+}
+
+// ParseCertificatesPEM decodes every CERTIFICATE block of b, in order. It
+// refuses oversized input, non-certificate blocks and trailing garbage.
+func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
+	if len(b) > maxPEMBytes {
+		return nil, fmt.Errorf("PEM data is %d bytes, over the %d-byte limit", len(b), maxPEMBytes)
+	}
+	var certs []*x509.Certificate
+	rest := b
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs), err)
+		}
+		certs = append(certs, cert)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("trailing data after the last PEM block")
+	}
+	return certs, nil
+}
+
+// IsSelfSigned reports whether cert is a root: issued by itself and signed
+// with its own key.
+func IsSelfSigned(cert *x509.Certificate) bool {
+	return bytes.Equal(cert.RawSubject, cert.RawIssuer) && cert.CheckSignatureFrom(cert) == nil
+}
+
+// Check confirms that Vault is unsealed and answering, that login works, and
+// that the PKI issuer's certificate can be read. It also refreshes the cache
+// of the mount's live roots.
+func (c *Client) Check(ctx context.Context, mount, issuerRef string) error {
+	health, err := c.api.Sys().HealthWithContext(withOp(ctx, "health"))
+	if err != nil {
+		return wrapError("health", "sys/health", err)
+	}
+	switch {
+	case !health.Initialized:
+		return &Error{Op: "health", Path: "sys/health", StatusCode: http.StatusNotImplemented, Messages: []string{"Vault is not initialized"}}
+	case health.Sealed:
+		return &Error{Op: "health", Path: "sys/health", StatusCode: http.StatusServiceUnavailable, Messages: []string{"Vault is sealed"}}
+	}
+	if _, err := c.ensureToken(ctx); err != nil {
+		return err
+	}
+	ref := issuerRef
+	if ref == "" {
+		ref = "default"
+	}
+	if _, _, err := c.readIssuer(ctx, mount, ref); err != nil {
+		return err
+	}
+	c.rootsMu.Lock()
+	delete(c.roots, mount)
+	c.rootsMu.Unlock()
+	_, err = c.Roots(ctx, mount)
+	return err
+}
+
+// readIssuer reads <mount>/issuer/<ref>/json: the issuer's certificate and
+// the chain Vault knows for it.
+func (c *Client) readIssuer(ctx context.Context, mount, ref string) (*x509.Certificate, []*x509.Certificate, error) {
+	path := strings.Trim(mount, "/") + "/issuer/" + ref + "/json"
+	var cert *x509.Certificate
+	var chain []*x509.Certificate
+	err := c.do(ctx, func() error {
+		secret, err := c.api.Logical().ReadWithContext(withOp(ctx, "read-issuer"), path)
+		if err != nil {
+			return wrapError("read-issuer", path, err)
+		}
+		if secret == nil || secret.Data == nil {
+			return &Error{Op: "read-issuer", Path: path, StatusCode: http.StatusNotFound, Messages: []string{fmt.Sprintf("PKI issuer %q not found in mount %q", ref, mount)}}
+		}
+		certPEM, _ := secret.Data["certificate"].(string)
+		certs, err := ParseCertificatesPEM([]byte(certPEM))
+		if err != nil || len(certs) == 0 {
+			return fmt.Errorf("vault read-issuer (%s): field certificate holds no certificate: %v", path, err)
+		}
+		cert = certs[0]
+		chainPEM, err := pemList(secret.Data["ca_chain"])
+		if err != nil {
+			return fmt.Errorf("vault read-issuer (%s): field ca_chain: %w", path, err)
+		}
+		if chain, err = ParseCertificatesPEM(chainPEM); err != nil {
+			return fmt.Errorf("vault read-issuer (%s): field ca_chain: %w", path, err)
+		}
+		return nil
+	})
+	return cert, chain, err
+}
+
+// Roots returns every live self-signed certificate the mount knows: its
+// root issuers and the roots at the top of its issuers' chains. During a
+// root rotation that is the old and the new root. Results are cached for
+// RootsTTL.
+func (c *Client) Roots(ctx context.Context, mount string) ([]*x509.Certificate, error) {
+	now := c.clock.Now()
+	c.rootsMu.Lock()
+	cached, ok := c.roots[mount]
+	c.rootsMu.Unlock()
+	if ok && now.Before(cached.expires) {
+		return cached.certs, nil
+	}
+	path := strings.Trim(mount, "/") + "/issuers"
+	var ids []string
+	err := c.do(ctx, func() error {
+		secret, err := c.api.Logical().ListWithContext(withOp(ctx, "list-issuers"), path)
+		if err != nil {
+			return wrapError("list-issuers", path, err)
+		}
+		ids = nil
+		if secret != nil && secret.Data != nil {
+			keys, _ := secret.Data["keys"].([]any)
+			for _, k := range keys {
+				if s, ok := k.(string); ok {
+					ids = append(ids, s)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var found []*x509.Certificate
+	for _, id := range ids {
+		cert, chain, err := c.readIssuer(ctx, mount, id)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, cert)
+		found = append(found, chain...)
+	}
+	roots := LiveRoots(found, now)
+	c.rootsMu.Lock()
+	c.roots[mount] = cachedRoots{certs: roots, expires: now.Add(c.rootsTTL)}
+	c.rootsMu.Unlock()
+	return roots, nil
+}
+
+// LiveRoots keeps the self-signed certificates of certs that are valid at
+// now, without duplicates, oldest first so that the order is stable.
+func LiveRoots(certs []*x509.Certificate, now time.Time) []*x509.Certificate {
+	seen := map[string]bool{}
+	var roots []*x509.Certificate
+	for _, cert := range certs {
+		if seen[string(cert.Raw)] || !IsSelfSigned(cert) || now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+			continue
+		}
+		seen[string(cert.Raw)] = true
+		roots = append(roots, cert)
+	}
+	sort.SliceStable(roots, func(i, j int) bool { return roots[i].NotBefore.Before(roots[j].NotBefore) })
+	return roots
+}

@@ -1,0 +1,64 @@
+package syncer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the syncer's Prometheus metrics. Labels never carry secret
+// material: only namespace and name of cacerts, results and check names.
+type Metrics struct {
+	// Expiry is the cacerts intermediate's notAfter, per target Secret.
+	Expiry *prometheus.GaugeVec
+	// Syncs counts reconcile outcomes by result.
+	Syncs *prometheus.CounterVec
+	// Roots is the number of roots in the written root bundle.
+	Roots *prometheus.GaugeVec
+	// LastSync is when cacerts was last written (any target).
+	LastSync prometheus.Gauge
+	// ValidationFailures counts refusals by failed check
+	// (meshtrust_cacerts_validation_failures_total{check}).
+	ValidationFailures *prometheus.CounterVec
+}
+
+// Sync results.
+const (
+	ResultSynced    = "synced"
+	ResultUnchanged = "unchanged"
+	ResultRefused   = "refused"
+	ResultPending   = "pending"
+	ResultError     = "error"
+)
+
+// NewMetrics builds the metrics and registers them with reg (if non-nil).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshtrust_cacerts_expiry_timestamp_seconds",
+			Help: "notAfter of the signing certificate in the cacerts Secret, as a Unix timestamp.",
+		}, []string{"namespace", "name"}),
+		Syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrust_cacerts_sync_total",
+			Help: "cacerts reconciles by result (synced, unchanged, refused, pending, error).",
+		}, []string{"result"}),
+		Roots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshtrust_cacerts_roots",
+			Help: "Number of roots in the cacerts root bundle.",
+		}, []string{"namespace", "name"}),
+		LastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshtrust_cacerts_last_sync_timestamp_seconds",
+			Help: "When a cacerts Secret was last written, as a Unix timestamp.",
+		}),
+		ValidationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrust_cacerts_validation_failures_total",
+			Help: "Bundles or targets refused before writing cacerts, by failed check (a pki check such as key-usage, or a policy reason such as UnmanagedCACerts).",
+		}, []string{"check"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.Expiry, m.Syncs, m.Roots, m.LastSync, m.ValidationFailures} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

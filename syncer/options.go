@@ -1,0 +1,96 @@
+package syncer
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
+	"k8s.io/utils/clock"
+)
+
+// Options configure the syncer.
+type Options struct {
+	// TargetNamespaces are the namespaces a Certificate may name in
+	// meshtrust.io/istio-cacerts-target besides its own. "*" allows all.
+	TargetNamespaces []string
+	// WorkloadCertTTL is the lifetime of workload certificates istiod issues;
+	// an intermediate with less than this left is never written, and the
+	// lifetime guard renews before it gets there.
+	WorkloadCertTTL time.Duration
+	// SafetyMargin is added to WorkloadCertTTL by the lifetime guard.
+	SafetyMargin time.Duration
+	// SecretName is the default target Secret name (Istio reads "cacerts").
+	SecretName string
+	// MaxConcurrentReconciles bounds parallel reconciles.
+	MaxConcurrentReconciles int
+
+	// Clock is the time source; nil means the real clock. Tests inject a
+	// fake one to drive schedules and expiry without waiting.
+	Clock clock.Clock `json:"-"`
+	// Registerer receives the syncer's metrics; nil means no metrics are
+	// registered (main passes controller-runtime's metrics.Registry).
+	Registerer prometheus.Registerer `json:"-"`
+	// ControllerName names the controller (and event source); it must be
+	// unique per manager. Default "meshtrust-syncer".
+	ControllerName string
+}
+
+// DefaultOptions returns the flag defaults.
+func DefaultOptions() Options {
+	return Options{
+		WorkloadCertTTL:         24 * time.Hour,
+		SafetyMargin:            time.Hour,
+		SecretName:              "cacerts",
+		MaxConcurrentReconciles: 2,
+		ControllerName:          "meshtrust-syncer",
+	}
+}
+
+// AddFlags registers the --syncer-* flags, defaulting unset fields.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	d := DefaultOptions()
+	fs.StringSliceVar(&o.TargetNamespaces, "syncer-target-namespaces", o.TargetNamespaces,
+		`namespaces a Certificate may target with meshtrust.io/istio-cacerts-target besides its own ("*" for any)`)
+	fs.DurationVar(&o.WorkloadCertTTL, "syncer-workload-cert-ttl", or(o.WorkloadCertTTL, d.WorkloadCertTTL),
+		"lifetime of workload certificates istiod issues; intermediates expiring sooner are never written")
+	fs.DurationVar(&o.SafetyMargin, "syncer-safety-margin", or(o.SafetyMargin, d.SafetyMargin),
+		"extra time on top of the workload lifetime before expiry at which the syncer forces a renewal")
+	fs.StringVar(&o.SecretName, "syncer-secret-name", or(o.SecretName, d.SecretName),
+		"default name of the Secret the syncer writes in the Certificate's namespace")
+	fs.IntVar(&o.MaxConcurrentReconciles, "syncer-max-concurrent-reconciles", or(o.MaxConcurrentReconciles, d.MaxConcurrentReconciles),
+		"maximum number of Certificates synced in parallel")
+}
+
+func or[T comparable](v, d T) T {
+	var zero T
+	if v == zero {
+		return d
+	}
+	return v
+}
+
+// complete fills defaults and checks values.
+func (o Options) complete() (Options, error) {
+	d := DefaultOptions()
+	o.SecretName = or(o.SecretName, d.SecretName)
+	o.MaxConcurrentReconciles = or(o.MaxConcurrentReconciles, d.MaxConcurrentReconciles)
+	o.ControllerName = or(o.ControllerName, d.ControllerName)
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.WorkloadCertTTL <= 0 {
+		return o, fmt.Errorf("--syncer-workload-cert-ttl must be positive, got %s", o.WorkloadCertTTL)
+	}
+	if o.SafetyMargin < 0 {
+		return o, fmt.Errorf("--syncer-safety-margin must not be negative, got %s", o.SafetyMargin)
+	}
+	return o, nil
+}
+
+// targetAllowed reports whether the syncer may write into ns for a
+// Certificate in certNS.
+func (o Options) targetAllowed(certNS, ns string) bool {
+	return ns == certNS || slices.Contains(o.TargetNamespaces, ns) || slices.Contains(o.TargetNamespaces, "*")
+}
