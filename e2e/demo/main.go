@@ -41,6 +41,13 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	w.Flush()
 	fmt.Fprintf(out, "lab up in %s; logs in %s\n", time.Since(began).Round(time.Millisecond), l.Dir)
+	servers, err := lab.Descendants(os.Getpid())
+	if err != nil {
+		return err
+	}
+	const mib = 1 << 20
+	fmt.Fprintf(out, "memory (RSS): %d server processes %d MiB, this process (cert-manager controllers) %d MiB\n",
+		len(servers), lab.ResidentBytes(servers...)/mib, lab.ResidentBytes(os.Getpid())/mib)
 	if err := l.Stop(); err != nil {
 		return fmt.Errorf("stopping the lab: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,37 +101,13 @@ func readPIDs(stdout io.Reader) ([]int, error) {
 	return nil, fmt.Errorf("child exited without reporting its PIDs: %v", scanner.Err())
 }
 
-// descendants lists every live process below pid, from /proc.
 func descendants(t *testing.T, pid int) []int {
 	t.Helper()
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	pids, err := Descendants(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	children := map[int][]int{}
-	for _, path := range stats {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue // The process exited meanwhile.
-		}
-		// The command name may hold spaces; fields after its ')' are fixed.
-		s := string(data)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		child, _ := strconv.Atoi(strings.Fields(s)[0])
-		parent, _ := strconv.Atoi(fields[1])
-		children[parent] = append(children[parent], child)
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
+	return pids
 }
 
 // assertGone waits until none of pids is alive. A zombie counts as gone:
@@ -141,13 +116,9 @@ func assertGone(t *testing.T, pids []int) {
 	t.Helper()
 	Eventually(t, 30*time.Second, "lab processes to exit", func(context.Context) error {
 		for _, p := range pids {
-			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-			if err != nil {
-				continue
-			}
-			s := string(data)
-			if state := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]; state != "Z" {
-				return fmt.Errorf("process %d is still running (state %s)", p, state)
+			st, err := readProcStat(fmt.Sprintf("/proc/%d/stat", p))
+			if err == nil && st.state != "Z" {
+				return fmt.Errorf("process %d is still running (state %s)", p, st.state)
 			}
 		}
 		return nil

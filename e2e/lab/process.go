@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -33,4 +35,72 @@ func deathSignalWrapper(dir, binary string) (string, error) {
 		return "", fmt.Errorf("writing wrapper for %s: %w", binary, err)
 	}
 	return path, nil
+}
+
+// Descendants lists every live process below pid, read from /proc.
+func Descendants(pid int) ([]int, error) {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	children := map[int][]int{}
+	for _, path := range stats {
+		st, err := readProcStat(path)
+		if err != nil {
+			continue // The process exited meanwhile.
+		}
+		children[st.ppid] = append(children[st.ppid], st.pid)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out, nil
+}
+
+// ResidentBytes sums the resident set size of pids, read from /proc.
+// Processes that have exited count as zero.
+func ResidentBytes(pids ...int) uint64 {
+	var total uint64
+	for _, p := range pids {
+		st, err := readProcStat(fmt.Sprintf("/proc/%d/stat", p))
+		if err == nil {
+			total += st.rssPages * uint64(os.Getpagesize())
+		}
+	}
+	return total
+}
+
+type procStat struct {
+	pid, ppid int
+	state     string
+	rssPages  uint64
+}
+
+// readProcStat parses /proc/<pid>/stat. The command name may hold spaces and
+// parentheses, so the fixed fields are counted from its last ')'.
+func readProcStat(path string) (procStat, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return procStat{}, err
+	}
+	s := string(data)
+	end := strings.LastIndexByte(s, ')')
+	head := strings.Fields(s[:max(end, 0)])
+	fields := strings.Fields(s[end+1:])
+	if end < 0 || len(head) == 0 || len(fields) < 22 {
+		return procStat{}, fmt.Errorf("unexpected format of %s", path)
+	}
+	var st procStat
+	st.pid, _ = strconv.Atoi(head[0])
+	st.ppid, _ = strconv.Atoi(fields[1])
+	st.state = fields[0]
+	st.rssPages, _ = strconv.ParseUint(fields[21], 10, 64)
+	return st, nil
 }
