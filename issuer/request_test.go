@@ -34,7 +34,7 @@ func TestBuildSignRequest(t *testing.T) {
 			wantBody: map[string]any{
 				"common_name": "east.mesh intermediate", "format": "pem", "exclude_cn_from_sans": true,
 				"uri_sans": "spiffe://east.mesh", "ttl": "7200s", "use_csr_values": false,
-				"max_path_length": 0, "permitted_uri_domains": []string{"east.mesh"},
+				"max_path_length": "0", "permitted_uri_domains": []string{"east.mesh"},
 			},
 		},
 		{
@@ -48,7 +48,7 @@ func TestBuildSignRequest(t *testing.T) {
 			wantBody: map[string]any{
 				"common_name": "east.mesh intermediate", "format": "pem", "exclude_cn_from_sans": true,
 				"uri_sans": "spiffe://east.mesh", "ttl": "7200s", "use_csr_values": false,
-				"max_path_length": 1, "permitted_uri_domains": []string{"east.mesh"},
+				"max_path_length": "1", "permitted_uri_domains": []string{"east.mesh"},
 			},
 		},
 		{name: "CA request without intermediate settings", spec: &v1alpha1.VaultIssuerSpec{}, csr: caCSR, isCA: true, wantField: "spec.intermediate.trustDomain"},

@@ -8,6 +8,7 @@ import (
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers"
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -165,15 +166,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		APIReader:                mgr.GetAPIReader(),
 		Factory:                  vault.NewCache(m, clk),
 		Metrics:                  m,
-		Recorder:                 recorder,
 		Clock:                    clk,
 		ClusterResourceNamespace: opts.ClusterResourceNamespace,
 		VaultTimeout:             opts.VaultTimeout,
 	}
-	rc := &recheck{client: mgr.GetClient(), interval: opts.HealthCheckInterval, clock: clk,
+	rc := &recheck{client: mgr.GetClient(), interval: opts.HealthCheckInterval, clock: clk, logger: mgr.GetLogger().WithName("issuer-recheck"),
 		issuers: make(chan event.GenericEvent), clusterIssuers: make(chan event.GenericEvent)}
 	issuerGVK := v1alpha1.GroupVersion.WithKind("VaultIssuer")
 	clusterIssuerGVK := v1alpha1.GroupVersion.WithKind("VaultClusterIssuer")
+	workers := controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}
 
 	cc := &controllers.CombinedController{
 		IssuerTypes:        []issuerapi.Issuer{&v1alpha1.VaultIssuer{}},
@@ -188,7 +189,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		// from it, and it holds only real roots.
 		SetCAOnCertificateRequest:      true,
 		DisableKubernetesCSRController: opts.DisableKubernetesCSR,
-		ControllerOptions:              controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles},
+		ControllerOptions:              workers,
 		PreSetupWithManager: func(_ context.Context, gvk schema.GroupVersionKind, _ ctrl.Manager, b *builder.Builder) error {
 			// issuer-lib checks an issuer only on create or change; these
 			// channels let the periodic check enqueue every issuer.
@@ -197,12 +198,20 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 				b.WatchesRawSource(source.Channel(rc.issuers, &handler.EnqueueRequestForObject{}))
 			case clusterIssuerGVK:
 				b.WatchesRawSource(source.Channel(rc.clusterIssuers, &handler.EnqueueRequestForObject{}))
+			default:
+				// issuer-lib v0.11.0 hands ControllerOptions to the issuer
+				// controllers only; the request controllers would run one
+				// worker, and signing is where the workers matter.
+				b.WithOptions(workers)
 			}
 			return nil
 		},
 	}
 	if err := cc.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the issuer controllers: %w", err)
+	}
+	if err := setupLifetimeReporters(mgr, recorder, clk, opts); err != nil {
+		return err
 	}
 	if opts.HealthCheckInterval > 0 {
 		if err := mgr.Add(rc); err != nil {
@@ -218,6 +227,7 @@ type recheck struct {
 	client                  client.Reader
 	interval                time.Duration
 	clock                   clock.WithTicker
+	logger                  logr.Logger
 	issuers, clusterIssuers chan event.GenericEvent
 }
 
@@ -237,7 +247,7 @@ func (r *recheck) Start(ctx context.Context) error {
 }
 
 func (r *recheck) enqueueAll(ctx context.Context) {
-	logger := ctrl.LoggerFrom(ctx).WithName("issuer-recheck")
+	logger := r.logger
 	var issuers v1alpha1.VaultIssuerList
 	if err := r.client.List(ctx, &issuers); err != nil {
 		logger.Error(err, "Listing VaultIssuers for the periodic health check")

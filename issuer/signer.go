@@ -8,34 +8,16 @@ import (
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
-const (
-	// ConditionLifetimeTruncated is set on a request whose certificate
-	// Vault issued for noticeably less than the requested duration.
-	ConditionLifetimeTruncated = "LifetimeTruncated"
-	// ReasonVaultCappedTTL is the reason of ConditionLifetimeTruncated.
-	ReasonVaultCappedTTL = "VaultCappedTTL"
-	// truncationFieldOwner owns the truncation condition, apart from
-	// issuer-lib's field owner, so neither removes the other's condition.
-	truncationFieldOwner = "meshtrust-issuer-lifetime"
-)
-
 // Signer implements issuer-lib's Sign and Check for both issuer kinds.
 type Signer struct {
-	// Client creates TokenRequests and patches request status; it is the
-	// manager's client.
+	// Client creates TokenRequests; it is the manager's client.
 	Client client.Client
 	// APIReader reads Secrets uncached, so Secrets are neither cached nor
 	// listed.
@@ -44,9 +26,7 @@ type Signer struct {
 	Factory vault.ClientFactory
 	// Metrics counts signed certificates.
 	Metrics *vault.Metrics
-	// Recorder emits events on requests.
-	Recorder events.EventRecorder
-	// Clock gives the time used to verify chains and stamp conditions.
+	// Clock gives the time used to verify chains.
 	Clock clock.PassiveClock
 	// ClusterResourceNamespace holds the Secrets and service accounts of
 	// VaultClusterIssuers.
@@ -128,9 +108,6 @@ func (s *Signer) sign(ctx context.Context, cr signer.CertificateRequestObject, i
 	if err != nil {
 		return signer.PEMBundle{}, fmt.Errorf("vault %s: %w", req.Path(), err)
 	}
-	if granted, short := Truncation(b.Certificate, details.Duration); short {
-		s.reportTruncation(ctx, cr, details.Duration, granted, now)
-	}
 	kind := "leaf"
 	if req.CA {
 		kind = "intermediate"
@@ -171,49 +148,4 @@ func logFailure(ctx context.Context, msg string, err error) {
 		logger = logger.WithValues("field", fe.Field)
 	}
 	logger.Info(msg, "reason", err.Error())
-}
-
-// reportTruncation emits an event and sets a condition on the request. It
-// is best effort: the certificate is good, only shorter than asked.
-func (s *Signer) reportTruncation(ctx context.Context, cr signer.CertificateRequestObject, requested, granted time.Duration, now time.Time) {
-	logger := log.FromContext(ctx)
-	msg := fmt.Sprintf("Vault issued the certificate for %s instead of the requested %s: the Vault role's max_ttl or the signing issuer's expiry caps it", granted.Round(time.Second), requested.Round(time.Second))
-	logger.Info("Certificate lifetime truncated by Vault", "requested", requested.String(), "granted", granted.String())
-	ro, ok := cr.(runtime.Object)
-	if !ok {
-		return
-	}
-	obj, ok := ro.DeepCopyObject().(client.Object)
-	if !ok {
-		return
-	}
-	if s.Recorder != nil {
-		s.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ConditionLifetimeTruncated, "Sign", msg)
-	}
-	gvk, err := apiutil.GVKForObject(obj, s.Client.Scheme())
-	if err != nil {
-		logger.Error(err, "Cannot set the lifetime-truncated condition")
-		return
-	}
-	cond := map[string]any{
-		"type":               ConditionLifetimeTruncated,
-		"status":             string(metav1.ConditionTrue),
-		"reason":             ReasonVaultCappedTTL,
-		"message":            msg,
-		"lastTransitionTime": now.UTC().Format(time.RFC3339),
-	}
-	if gvk.Kind == "CertificateSigningRequest" {
-		cond["lastUpdateTime"] = now.UTC().Format(time.RFC3339)
-	}
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	u.SetName(obj.GetName())
-	u.SetNamespace(obj.GetNamespace())
-	if err := unstructured.SetNestedSlice(u.Object, []any{cond}, "status", "conditions"); err != nil {
-		logger.Error(err, "Cannot set the lifetime-truncated condition")
-		return
-	}
-	if err := s.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(truncationFieldOwner), client.ForceOwnership); err != nil {
-		logger.Error(err, "Cannot set the lifetime-truncated condition")
-	}
 }

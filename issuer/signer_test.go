@@ -21,12 +21,13 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -134,7 +135,7 @@ func (f *fakePKI) issue(pub crypto.PublicKey, ttl time.Duration) []byte {
 
 type harness struct {
 	signer   *Signer
-	recorder *events.FakeRecorder
+	client   client.Client
 	registry *prometheus.Registry
 	logs     *bytes.Buffer
 	ctx      context.Context
@@ -158,14 +159,16 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "approle"}, Data: map[string][]byte{"secretId": []byte(secretAppRoleID + "\n")}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "token"}, Data: map[string][]byte{"token": []byte(secretToken)}},
 	}
-	cl := fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(append(secrets, objs...)...).Build()
+	// Status writes succeed, as on a real API server, so a test can see
+	// that Sign makes none.
+	cl := fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(append(secrets, objs...)...).
+		WithStatusSubresource(&cmapi.CertificateRequest{}, &certificatesv1.CertificateSigningRequest{}).Build()
 	reg := prometheus.NewRegistry()
 	m, err := vault.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := clocktesting.NewFakeClock(randomNow(t))
-	rec := events.NewFakeRecorder(100)
 	logs := &bytes.Buffer{}
 	var logMu sync.Mutex
 	logger := funcr.New(func(prefix, args string) {
@@ -175,10 +178,10 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	}, funcr.Options{Verbosity: 10})
 	return &harness{
 		signer: &Signer{
-			Client: cl, APIReader: cl, Factory: vault.NewCache(m, clk), Metrics: m, Recorder: rec, Clock: clk,
+			Client: cl, APIReader: cl, Factory: vault.NewCache(m, clk), Metrics: m, Clock: clk,
 			ClusterResourceNamespace: "ns",
 		},
-		recorder: rec, registry: reg, logs: logs,
+		client: cl, registry: reg, logs: logs,
 		ctx: log.IntoContext(context.Background(), logger),
 	}
 }
@@ -198,10 +201,14 @@ var appRoleAuth = v1alpha1.VaultAuth{AppRole: &v1alpha1.AppRoleAuth{MountPath: "
 
 func caRequest(t *testing.T, csr []byte, d time.Duration) signer.CertificateRequestObject {
 	t.Helper()
-	return signer.CertificateRequestObjectFromCertificateRequest(&cmapi.CertificateRequest{
+	return signer.CertificateRequestObjectFromCertificateRequest(caCR(csr, d))
+}
+
+func caCR(csr []byte, d time.Duration) *cmapi.CertificateRequest {
+	return &cmapi.CertificateRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cr"},
 		Spec:       cmapi.CertificateRequestSpec{Request: csr, IsCA: true, Duration: &metav1.Duration{Duration: d}},
-	})
+	}
 }
 
 func TestSignFaults(t *testing.T) {
@@ -211,14 +218,16 @@ func TestSignFaults(t *testing.T) {
 		auth      v1alpha1.VaultAuth
 		wantErrAs any
 		wantErr   string
-		wantEvent string
+		// wantGranted is the issued lifetime, when it differs from the
+		// requested 4h.
+		wantGranted time.Duration
 	}{
 		{name: "good", fault: faultNone, auth: appRoleAuth},
 		{name: "certificate for another key", fault: faultWrongKey, auth: appRoleAuth, wantErrAs: &signer.PermanentError{}, wantErr: "does not match the CSR"},
 		{name: "sealed Vault waits on the issuer", fault: faultSealed, auth: appRoleAuth, wantErrAs: &signer.IssuerError{}, wantErr: "Vault is sealed"},
 		{name: "policy denial carries Vault's text", fault: faultDenied, auth: appRoleAuth, wantErr: "permission denied"},
 		{name: "wrong AppRole credentials wait on the issuer", fault: faultBadLogin, auth: appRoleAuth, wantErrAs: &signer.IssuerError{}, wantErr: "invalid role or secret ID"},
-		{name: "truncated lifetime is reported, not refused", fault: faultTruncate, auth: appRoleAuth, wantEvent: "LifetimeTruncated"},
+		{name: "truncated lifetime is issued, not refused", fault: faultTruncate, auth: appRoleAuth, wantGranted: 2*time.Hour + 30*time.Second},
 		{name: "missing Secret names the field", fault: faultNone, auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "nope", Key: "token"}}, wantErrAs: &signer.IssuerError{}, wantErr: "spec.auth.tokenSecretRef: Secret ns/nope not found"},
 		{name: "missing key names the field", fault: faultNone, auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "nope"}}, wantErrAs: &signer.IssuerError{}, wantErr: `spec.auth.tokenSecretRef: key "nope" not found in Secret ns/token`},
 	}
@@ -228,10 +237,15 @@ func TestSignFaults(t *testing.T) {
 			fp := &fakePKI{t: t, root: newCert(t, "root", true, newKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: tc.fault, clientToken: secretClient}
 			srv := httptest.NewServer(fp)
 			defer srv.Close()
-			h := newHarness(t)
+			cr := caCR(newCSR(t, newKey(t), "east.mesh ca", "spiffe://east.mesh"), 4*time.Hour)
+			h := newHarness(t, cr)
 			h.signer.Clock = clocktesting.NewFakeClock(now)
 			iss := testIssuer(srv.URL, tc.auth)
-			bundle, err := h.signer.Sign(h.ctx, caRequest(t, newCSR(t, newKey(t), "east.mesh ca", "spiffe://east.mesh"), 4*time.Hour), iss)
+			var before cmapi.CertificateRequest
+			if err := h.client.Get(h.ctx, client.ObjectKeyFromObject(cr), &before); err != nil {
+				t.Fatal(err)
+			}
+			bundle, err := h.signer.Sign(h.ctx, signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("Sign: %v", err)
@@ -250,15 +264,25 @@ func TestSignFaults(t *testing.T) {
 					t.Fatal("ca.crt is not the root")
 				}
 			}
-			if tc.wantEvent != "" {
-				select {
-				case e := <-h.recorder.Events:
-					if !strings.Contains(e, tc.wantEvent) || !strings.Contains(e, "instead of the requested 4h0m0s") {
-						t.Fatalf("event %q, want %s naming both durations", e, tc.wantEvent)
-					}
-				default:
-					t.Fatalf("no %s event", tc.wantEvent)
-				}
+			if err != nil {
+				return
+			}
+			want := tc.wantGranted
+			if want == 0 {
+				want = 4*time.Hour + 30*time.Second
+			}
+			if got := decodeAll(t, bundle.ChainPEM)[0]; got.NotAfter.Sub(got.NotBefore) != want {
+				t.Errorf("issued for %s, want %s", got.NotAfter.Sub(got.NotBefore), want)
+			}
+			// Sign writes nothing to the request: a status write there
+			// re-enqueued it and signed it twice. The lifetime controller
+			// reports truncation once the request is issued.
+			var after cmapi.CertificateRequest
+			if err := h.client.Get(h.ctx, client.ObjectKeyFromObject(cr), &after); err != nil {
+				t.Fatal(err)
+			}
+			if after.ResourceVersion != before.ResourceVersion {
+				t.Errorf("Sign wrote the request: conditions %v", after.Status.Conditions)
 			}
 		})
 	}
@@ -266,7 +290,8 @@ func TestSignFaults(t *testing.T) {
 
 // TestSecretsNeverLeak drives the paths that handle Vault tokens and AppRole
 // secret IDs through success and failure, and looks for the secrets in every
-// error, log line, event and metric label.
+// error (issuer-lib turns them into conditions and events), log line and
+// metric label.
 func TestSecretsNeverLeak(t *testing.T) {
 	tokenAuth := v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "token"}}
 	for _, fault := range []pkiFault{faultNone, faultDenied, faultBadLogin, faultSealed, faultWrongKey} {
@@ -284,10 +309,6 @@ func TestSecretsNeverLeak(t *testing.T) {
 				texts = append(texts, err.Error())
 			}
 			srv.Close()
-			close(h.recorder.Events)
-			for e := range h.recorder.Events {
-				texts = append(texts, e)
-			}
 			texts = append(texts, h.logs.String())
 			families, err := h.registry.Gather()
 			if err != nil {

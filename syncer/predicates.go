@@ -5,8 +5,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
-// OptedInPredicate passes Certificates that carry the opt-in annotation, and
-// updates where either side does (so opting out is seen too).
+// OptedInPredicate passes Certificates that carry the opt-in annotation (for
+// updates: the new object). Opting out needs no reconcile: cacerts is left
+// in place on purpose.
 func OptedInPredicate() predicate.Predicate {
 	return predicate.NewPredicateFuncs(func(o client.Object) bool { return OptedIn(o.GetAnnotations()) })
 }

@@ -1,56 +1,79 @@
-// Command demo runs the local multi-cluster lab: Vault and three clusters
-// (kind1, kind2, kind3), each with cert-manager, all on 127.0.0.1.
+// Command demo tells meshtrust's federation story on the local lab: Vault
+// and three clusters (kind1, kind2, kind3) with cert-manager, all real
+// processes on 127.0.0.1. See e2e/federation for what each step proves.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshtrust/meshtrust/e2e/federation"
 	"github.com/meshtrust/meshtrust/e2e/lab"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Stdout)
+	passed, err := run(ctx, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+	if !passed {
+		os.Exit(1)
+	}
 }
 
-func run(ctx context.Context, out io.Writer) error {
-	began := time.Now()
-	fmt.Fprintln(out, "starting the lab: Vault and clusters kind1, kind2, kind3 with cert-manager")
-	l, err := lab.Start(ctx, lab.Options{Clusters: []string{"kind1", "kind2", "kind3"}, KeepDir: true})
+func run(ctx context.Context, out io.Writer) (bool, error) {
+	root, err := lab.RepoRoot()
 	if err != nil {
-		return err
+		return false, err
 	}
-	defer l.Stop()
+	base := filepath.Join(root, "bin", "demo")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return false, err
+	}
+	dir, err := os.MkdirTemp(base, "lab-")
+	if err != nil {
+		return false, err
+	}
+	exportDir := os.Getenv("DEMO_EXPORT")
+	if exportDir == "" {
+		exportDir = filepath.Join(base, "cacerts")
+	}
 
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "COMPONENT\tADDRESS\tSTARTED IN")
-	for _, tm := range l.Timings {
-		fmt.Fprintf(w, "%s\t%s\t%s\n", tm.Component, tm.Address, tm.Took.Round(time.Millisecond))
-	}
-	w.Flush()
-	fmt.Fprintf(out, "lab up in %s; logs in %s\n", time.Since(began).Round(time.Millisecond), l.Dir)
-	servers, err := lab.Descendants(os.Getpid())
+	// Component logs go to files; the terminal gets one line per step.
+	logPath := filepath.Join(dir, "meshtrust-controllers.log")
+	logFile, err := os.Create(logPath)
 	if err != nil {
-		return err
+		return false, err
 	}
-	const mib = 1 << 20
-	fmt.Fprintf(out, "memory (RSS): %d server processes %d MiB, this process (cert-manager controllers) %d MiB\n",
-		len(servers), lab.ResidentBytes(servers...)/mib, lab.ResidentBytes(os.Getpid())/mib)
-	if err := l.Stop(); err != nil {
-		return fmt.Errorf("stopping the lab: %w", err)
+	defer logFile.Close()
+	logger := zap.New(zap.WriteTo(logFile))
+	ctrl.SetLogger(logger)
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	_ = klogFlags.Set("logtostderr", "false")
+	_ = klogFlags.Set("alsologtostderr", "false")
+	_ = klogFlags.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(logFile)
+	fmt.Fprintf(out, "meshtrust demo; controller and client logs: %s\n", logPath)
+
+	result, err := federation.Run(ctx, federation.Config{Out: out, Dir: dir, ExportDir: exportDir, Logger: logger})
+	fmt.Fprintln(out)
+	result.WriteSummary(out)
+	if err != nil {
+		return false, err
 	}
-	fmt.Fprintln(out, "lab stopped")
-	return nil
+	return result.Passed(), nil
 }

@@ -98,7 +98,10 @@ func (r SignRequest) Body() map[string]any {
 		// Never copy extensions from the CSR into a CA certificate: only
 		// the constraints stamped here may shape it.
 		b["use_csr_values"] = false
-		b["max_path_length"] = r.MaxPathLength
+		// A string, not a number: Vault matches policy parameter values by
+		// type, and enrol's policy pins max_path_length to "0". A number
+		// would be denied by every policy that pins it.
+		b["max_path_length"] = strconv.Itoa(r.MaxPathLength)
 		if len(r.PermittedURIDomains) > 0 {
 			b["permitted_uri_domains"] = r.PermittedURIDomains
 		}

@@ -15,6 +15,7 @@ import (
 
 type statusFlags struct {
 	namespace, secret, exportDir string
+	expectRoots                  []string
 	timeout                      time.Duration
 }
 
@@ -30,7 +31,9 @@ its roots, whether the chain validates (with the same validator the syncer
 runs), and the Ready state of the Certificate it came from.
 
 Then a trust matrix: does cluster X's intermediate chain to a root in cluster
-Y's root bundle? Shared trust means all yes. Warnings flag roots that differ
+Y's root bundle? Shared trust means all yes. When it is not, the cluster at
+fault is the one without the --expect-root fingerprint (as vault bootstrap
+prints it), or else the one outside the root set most clusters share. Warnings flag roots that differ
 between clusters, an intermediate inside its renewal window, two clusters with
 the same trust domain, and a missing name constraint.
 
@@ -42,6 +45,7 @@ could not run.
 Secret volume mounts them for istiod (including the CA key, mode 0600).`,
 		Example: `  meshtrust status --context east --context west
   meshtrust status --context east --context west -o json
+  meshtrust status --context east --context west --expect-root 18cec801728fcde15e3e1fc54cf1d46398c7adc6bc7a1ac5f158b98daff97e5a
   meshtrust status --context east --export /tmp/cacerts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), e, f) },
@@ -50,6 +54,7 @@ Secret volume mounts them for istiod (including the CA key, mode 0600).`,
 	fl.StringVarP(&f.namespace, "namespace", "n", "istio-system", "namespace of Istio's cacerts Secret")
 	fl.StringVar(&f.secret, "secret", "cacerts", "name of Istio's plugged-CA Secret")
 	fl.StringVar(&f.exportDir, "export", "", "write each cluster's cacerts files to DIR/<context>/")
+	fl.StringArrayVar(&f.expectRoots, "expect-root", nil, "SHA-256 fingerprint of a root every cluster must trust (as `vault bootstrap` prints it); repeatable")
 	fl.DurationVar(&f.timeout, "cluster-timeout", 20*time.Second, "time allowed for reading each cluster")
 	return cmd
 }
@@ -67,7 +72,7 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 	for i, name := range contexts {
 		inputs[i] = readCluster(ctx, kc, name, f)
 	}
-	report := status.Build(inputs, e.now(), status.Options{})
+	report := status.Build(inputs, e.now(), status.Options{ExpectedRoots: f.expectRoots})
 	if err := status.Render(e.streams.Out, report, e.output); err != nil {
 		return err
 	}

@@ -483,15 +483,12 @@ func (f *enrollFlags) storeSecretID(ctx context.Context, c *vaultops.Client, cli
 
 // checkDuration refuses a Certificate duration the mount would silently cut.
 func checkDuration(ctx context.Context, c *vaultops.Client, mount string, d time.Duration) error {
-	cfg, err := c.API.Sys().MountConfigWithContext(ctx, mount)
+	max, err := vaultops.MountMaxTTL(ctx, c, mount)
 	if err != nil {
-		if vaultops.IsStatus(err, 400) || vaultops.IsStatus(err, 404) {
-			return fmt.Errorf("vault at %s: no PKI mount %s/: run `meshtrust vault bootstrap` first", c.Addr, mount)
-		}
-		return &vaultops.Error{Addr: c.Addr, Op: "reading the tuning of " + mount + "/", Cause: oneLine(err.Error()), Err: err}
+		return err
 	}
-	if max := time.Duration(cfg.MaxLeaseTTL) * time.Second; max > 0 && d > max {
-		return fmt.Errorf("invalid --duration %s: mount %s/ caps intermediates at %s, so cert-manager would get a shorter certificate than it asked for", d, mount, max)
+	if max > 0 && d > max {
+		return fmt.Errorf("invalid --duration %s: mount %s/ caps intermediates at %s, so cert-manager would get a shorter certificate than it asked for", vaultops.Dur(d), mount, vaultops.Dur(max))
 	}
 	return nil
 }

@@ -43,6 +43,13 @@ type Options struct {
 	// source Certificate's "namespace/name" when it says so. Nil means
 	// DefaultManagedBy.
 	ManagedBy func(*corev1.Secret) (managed bool, source string)
+	// ExpectedRoots are SHA-256 fingerprints (hex, any case, colons allowed)
+	// of the roots every cluster should trust, e.g. the one bootstrap printed.
+	// A cluster whose root bundle lacks all of them, or whose intermediate
+	// chains to another root, is the one at fault when trust is not shared.
+	// Empty means: the root set most clusters hold, if a strict majority
+	// holds one.
+	ExpectedRoots []string
 }
 
 // CertInfo describes the intermediate (signing) certificate.
@@ -163,12 +170,23 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 		r.Clusters = append(r.Clusters, buildCluster(in, now, o))
 	}
 	r.Matrix = buildMatrix(r.Clusters, now)
+	expected := normalizeFingerprints(o.ExpectedRoots)
+	if len(expected) == 0 {
+		expected = majorityRoots(r.Clusters)
+	}
+	blamed := checkExpectedRoots(r.Clusters, expected)
 	for i := range r.Clusters {
 		c := &r.Clusters[i]
 		for j, ok := range r.Matrix.Trusts[i] {
-			if !ok && c.bundle != nil && r.Clusters[j].roots != nil {
-				c.Problems = append(c.Problems, fmt.Sprintf("intermediate does not chain to any root of %s", r.Clusters[j].Context))
+			if ok || c.bundle == nil || r.Clusters[j].roots == nil {
+				continue
 			}
+			if blamed[i] || blamed[j] {
+				// The cluster holding the unexpected root already says so;
+				// naming its peers too would hide which one is wrong.
+				continue
+			}
+			c.Problems = append(c.Problems, fmt.Sprintf("intermediate does not chain to any root of %s", r.Clusters[j].Context))
 		}
 	}
 	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
@@ -200,6 +218,9 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 		c.Managed, sourceRef = o.ManagedBy(s)
 	}
 	c.Source = findSource(in, sourceRef)
+	if c.Source == nil && sourceRef != "" {
+		c.Problems = append(c.Problems, fmt.Sprintf("source Certificate %s, named by cacerts, is not there (or not opted in)", sourceRef))
+	}
 	if in.CertificatesErr != nil {
 		c.Problems = append(c.Problems, "cannot list Certificates: "+in.CertificatesErr.Error())
 	}
@@ -421,4 +442,64 @@ func short(fps []string) string {
 		out[i] = f
 	}
 	return "[" + strings.Join(out, " ") + "]"
+}
+
+// normalizeFingerprints lowercases and strips colons, so that fingerprints
+// copied from openssl (AB:CD:...) match ours.
+func normalizeFingerprints(fps []string) []string {
+	out := make([]string, 0, len(fps))
+	for _, f := range fps {
+		if f = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(f), ":", "")); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// majorityRoots returns the root set a strict majority of the clusters with
+// roots hold, or nil when none does (for example one cluster against one).
+func majorityRoots(cs []Cluster) []string {
+	counts := map[string]int{}
+	sets := map[string][]string{}
+	total := 0
+	for _, c := range cs {
+		if len(c.RootFingerprints) == 0 {
+			continue
+		}
+		k := slices.Clone(c.RootFingerprints)
+		slices.Sort(k)
+		key := strings.Join(k, ",")
+		counts[key]++
+		sets[key] = k
+		total++
+	}
+	for key, n := range counts {
+		if 2*n > total && n < total {
+			return sets[key]
+		}
+	}
+	return nil
+}
+
+// checkExpectedRoots adds a problem to each cluster that does not hold or
+// chain to an expected root, and reports which ones it blamed.
+func checkExpectedRoots(cs []Cluster, expected []string) []bool {
+	blamed := make([]bool, len(cs))
+	if len(expected) == 0 {
+		return blamed
+	}
+	for i := range cs {
+		c := &cs[i]
+		if len(c.roots) > 0 && !slices.ContainsFunc(c.RootFingerprints, func(f string) bool { return slices.Contains(expected, f) }) {
+			c.Problems = append(c.Problems, fmt.Sprintf("root bundle %s holds none of the expected roots %s", short(c.RootFingerprints), short(expected)))
+			blamed[i] = true
+		}
+		if c.bundle != nil {
+			if root := c.bundle.ChainRoot(); root != nil && !slices.Contains(expected, pki.Fingerprint(root)) {
+				c.Problems = append(c.Problems, fmt.Sprintf("intermediate chains to root %s, not to an expected root %s", short([]string{pki.Fingerprint(root)}), short(expected)))
+				blamed[i] = true
+			}
+		}
+	}
+	return blamed
 }

@@ -49,6 +49,12 @@ func scenarios(t *testing.T) map[string][]Input {
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "west", Secret: istioSecret(t, westOther, other), Certificates: ready},
 		},
+		"odd_one_out": {
+			// Two clusters agree on the root, so the third is the one named.
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
+			{Context: "west", Secret: istioSecret(t, westOther, other), Certificates: ready},
+			{Context: "north", Secret: istioSecret(t, root.sign(t, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
+		},
 		"root_transition": {
 			// west already trusts both roots; east only the old one. Still
 			// all yes, but the roots differ.
@@ -59,12 +65,14 @@ func scenarios(t *testing.T) map[string][]Input {
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "west", Secret: garbage, Certificates: []cmapi.Certificate{readyCertificate(cmmeta.ConditionFalse, "Issuing")}},
 			{Context: "north"},
+			// managed, but its source Certificate is gone
+			{Context: "up", Secret: istioSecret(t, east, root)},
 			{Context: "south", Err: errors.New(`Get "https://127.0.0.1:1/api/v1/namespaces/istio-system/secrets/cacerts": dial tcp 127.0.0.1:1: connect: connection refused`)},
 		},
 		"warnings": {
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "west", Secret: istioSecret(t, westSameTD, root), Certificates: ready},
-			{Context: "north", Secret: istioSecret(t, unconstrained, root)},
+			{Context: "north", Secret: istioSecret(t, unconstrained, root), Certificates: ready},
 			{Context: "south", Secret: istioSecret(t, renewing, root), Certificates: ready},
 		},
 	}
@@ -109,8 +117,10 @@ func TestVerdicts(t *testing.T) {
 		{name: "healthy", healthy: true, allYes: true},
 		{name: "mismatched_root", unhealthy: []string{"east", "west"}, warnContains: []string{"roots differ"},
 			problemOf: "west", problemSubstr: "does not chain to any root of east"},
+		{name: "odd_one_out", unhealthy: []string{"west"}, warnContains: []string{"roots differ"},
+			problemOf: "west", problemSubstr: "holds none of the expected roots"},
 		{name: "root_transition", allYes: true, warnContains: []string{"roots differ"}},
-		{name: "garbage_and_missing", unhealthy: []string{"west", "north", "south"},
+		{name: "garbage_and_missing", unhealthy: []string{"west", "north", "up", "south"},
 			problemOf: "west", problemSubstr: "cacerts does not validate"},
 		{name: "warnings", allYes: true, warnContains: []string{
 			"clusters east, west share trust domain east.mesh",
@@ -243,6 +253,26 @@ func FuzzBuild(f *testing.F) {
 			}
 		}
 	})
+}
+
+// With the expected root given (as bootstrap printed it, in any case and
+// with colons), a two-cluster mismatch names only the cluster at fault.
+func TestExpectedRoots(t *testing.T) {
+	inputs := scenarios(t)["mismatched_root"]
+	root := newRoot(t, 1, "mesh root A")
+	fp := strings.ToUpper(pki.Fingerprint(root.cert))
+	var colons []string
+	for i := 0; i < len(fp); i += 2 {
+		colons = append(colons, fp[i:i+2])
+	}
+	r := Build(inputs, epoch, Options{ExpectedRoots: []string{strings.Join(colons, ":")}})
+	if got := strings.Join(r.Unhealthy(), ","); got != "west" {
+		t.Errorf("Unhealthy() = %q, want west only; problems: %+v", got, r.Clusters)
+	}
+	r = Build(inputs, epoch, Options{ExpectedRoots: []string{pki.Fingerprint(newRoot(t, 2, "mesh root B").cert)}})
+	if got := strings.Join(r.Unhealthy(), ","); got != "east" {
+		t.Errorf("expecting root B: Unhealthy() = %q, want east only", got)
+	}
 }
 
 func TestFormatDuration(t *testing.T) {

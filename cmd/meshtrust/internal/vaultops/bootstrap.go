@@ -439,3 +439,20 @@ func Dur(d time.Duration) string {
 	}
 	return s
 }
+
+// MountMaxTTL returns the PKI mount's max lease TTL: the longest life any
+// intermediate signed there can get.
+func MountMaxTTL(ctx context.Context, c *Client, mount string) (time.Duration, error) {
+	mounts, err := c.API.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return 0, wrap(c.Addr, "listing secret engines", err)
+	}
+	if m, ok := mounts[mount+"/"]; !ok || m.Type != "pki" {
+		return 0, fmt.Errorf("vault at %s: no PKI engine at %s/: run `meshtrust vault bootstrap` first or pass --mount", c.Addr, mount)
+	}
+	cfg, err := c.API.Sys().MountConfigWithContext(ctx, mount)
+	if err != nil {
+		return 0, wrap(c.Addr, "reading the tuning of "+mount+"/", err)
+	}
+	return time.Duration(cfg.MaxLeaseTTL) * time.Second, nil
+}

@@ -1,0 +1,419 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	vaultapi "github.com/hashicorp/vault/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+)
+
+const (
+	eastCN = "east istio intermediate CA"
+	westCN = "west istio intermediate CA"
+	// signPath is what enroll's policy allows, with the default --issuer-ref.
+	signPath = "pki/issuer/meshtrust-root/sign-intermediate"
+)
+
+// TestCLI walks the CLI's whole story against one lab: bootstrap, enrol two
+// clusters (kubernetes auth and AppRole), prove each policy with the
+// cluster's own credentials, check status healthy and broken, unenrol with
+// revocation, and the error paths. The steps share state, so they run in
+// order and stop at the first failure.
+func TestCLI(t *testing.T) {
+	l := lab.New(t, lab.Options{Clusters: []string{"east", "west"}, NoCertManager: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	east, west := l.Cluster("east"), l.Cluster("west")
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := lab.WriteKubeconfig(kubeconfig, map[string]*rest.Config{"east": east.Config, "west": west.Config}, "east"); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{env: map[string]string{
+		"VAULT_ADDR":  l.Vault.Addr,
+		"VAULT_TOKEN": l.Vault.RootToken,
+		"KUBECONFIG":  kubeconfig,
+		"HOME":        t.TempDir(),
+	}}
+	root, err := l.Vault.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rootFingerprint string
+	var rootPEM string
+	secretsSeen := []string{l.Vault.RootToken}
+
+	step := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+
+	step("bootstrap", func(t *testing.T) {
+		r := c.run(t, "vault", "bootstrap")
+		if r.code != 0 || !strings.Contains(r.stdout, "Bootstrapped") {
+			t.Fatalf("first bootstrap: exit %d", r.code)
+		}
+		s, err := root.Logical().ReadWithContext(ctx, "pki/issuer/meshtrust-root")
+		if err != nil || s == nil {
+			t.Fatalf("root issuer not in Vault: %v", err)
+		}
+		rootPEM, _ = s.Data["certificate"].(string)
+		certs, err := pki.DecodeCertificates([]byte(rootPEM), pki.MaxChainPEMSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := certs[0]
+		rootFingerprint = pki.Fingerprint(rc)
+		if !strings.Contains(r.stdout, rootFingerprint) || !strings.Contains(r.stdout, rc.NotAfter.UTC().Format(time.RFC3339)) {
+			t.Errorf("output lacks the root's fingerprint %s or expiry", rootFingerprint)
+		}
+		if !strings.Contains(r.stdout, "ECDSA P-256") || rc.PublicKeyAlgorithm.String() != "ECDSA" || !pki.IsSelfSigned(rc) {
+			t.Errorf("root is not a self-signed EC P-256 CA: %s", rc.PublicKeyAlgorithm)
+		}
+		if ttl := rc.NotAfter.Sub(rc.NotBefore); ttl < 87000*time.Hour {
+			t.Errorf("root lives %s, want about 87600h: it must be generated under the high TTL", ttl)
+		}
+		// The key was generated inside Vault: the response never carried it.
+		if _, ok := s.Data["private_key"]; ok {
+			t.Error("Vault returned the root's private key")
+		}
+		cfg, err := root.Sys().MountConfigWithContext(ctx, "pki")
+		if err != nil || cfg.MaxLeaseTTL != int((2160*time.Hour).Seconds()) {
+			t.Errorf("max lease TTL = %v (%v), want 2160h", cfg, err)
+		}
+		urls, err := root.Logical().ReadWithContext(ctx, "pki/config/urls")
+		if err != nil || !strings.Contains(jsonOf(urls.Data), l.Vault.Addr+"/v1/pki/crl") {
+			t.Errorf("CRL URL not set: %v %v", urls, err)
+		}
+
+		again := c.run(t, "vault", "bootstrap")
+		if again.code != 0 || !strings.Contains(again.stdout, "Nothing changed") || strings.Contains(again.stdout, "CHANGED") ||
+			!strings.Contains(again.stdout, rootFingerprint) {
+			t.Errorf("second bootstrap changed something or lost the root")
+		}
+		j := c.run(t, "vault", "bootstrap", "-o", "json")
+		var res struct {
+			Changed bool
+			Root    struct{ FingerprintSHA256 string }
+		}
+		if err := json.Unmarshal([]byte(j.stdout), &res); err != nil || res.Changed || res.Root.FingerprintSHA256 != rootFingerprint {
+			t.Errorf("json bootstrap: %v %+v", err, res)
+		}
+	})
+
+	step("import and adopt an existing root", func(t *testing.T) {
+		rootCert, key := selfSignedRoot(t, "imported root")
+		bundle := append(pki.EncodeCertificates(rootCert), keyPEM(t, key)...)
+		file := filepath.Join(t.TempDir(), "root.pem")
+		if err := os.WriteFile(file, bundle, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := c.run(t, "vault", "bootstrap", "--mount", "pki-imported", "--issuer-name", "imported-root", "--import-pem", file)
+		if r.code != 0 || !strings.Contains(r.stdout, pki.Fingerprint(rootCert)) || !strings.Contains(r.stdout, "imported root") {
+			t.Fatalf("import: exit %d", r.code)
+		}
+		r = c.run(t, "vault", "bootstrap", "--mount", "pki-imported", "--issuer-name", "imported-root", "--import-pem", file)
+		if r.code != 0 || !strings.Contains(r.stdout, "Nothing changed") {
+			t.Errorf("second import changed something")
+		}
+		r = c.run(t, "vault", "bootstrap", "--mount", "pki-imported", "--adopt-issuer", "imported-root")
+		if r.code != 0 || !strings.Contains(r.stdout, "adopted existing issuer") || !strings.Contains(r.stdout, "Nothing changed") {
+			t.Errorf("adopt: exit %d", r.code)
+		}
+		r = c.run(t, "vault", "bootstrap", "--mount", "pki-imported", "--adopt-issuer", "no-such-issuer")
+		if r.code != 2 || !strings.Contains(r.stderr, "no-such-issuer") {
+			t.Errorf("adopting a missing issuer: exit %d %q", r.code, r.stderr)
+		}
+	})
+
+	step("max TTL caps every intermediate", func(t *testing.T) {
+		_, req := csr(t, "cap check")
+		cert, err := signIntermediate(ctx, root, signPath, map[string]any{"csr": req, "common_name": "cap check", "ttl": "87600h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if life := cert.NotAfter.Sub(cert.NotBefore); life > 2161*time.Hour {
+			t.Errorf("asked for 87600h, got %s: the mount does not cap intermediates", life)
+		}
+	})
+
+	var eastToken string
+	step("enroll east with kubernetes auth", func(t *testing.T) {
+		r := c.run(t, "vault", "enroll", "--cluster", "east", "--trust-domain", "east.mesh", "--context", "east")
+		if r.code != 0 {
+			t.Fatalf("enroll: exit %d", r.code)
+		}
+		docs := strings.Split(r.stdout, "---\n")
+		var vci v1alpha1.VaultClusterIssuer
+		if len(docs) != 2 || yaml.UnmarshalStrict([]byte(docs[0]), &vci) != nil {
+			t.Fatalf("stdout is not the issuer and certificate YAML")
+		}
+		if vci.Spec.Server != l.Vault.Addr || vci.Spec.Intermediate.TrustDomain != "east.mesh" || vci.Spec.Auth.Kubernetes.MountPath != "kubernetes-east" {
+			t.Errorf("issuer spec: %+v", vci.Spec)
+		}
+		// Ready to apply: the API server accepts both objects against the
+		// installed CRDs (dry run, so nothing acts on them).
+		if err := east.EnsureNamespace(ctx, "istio-system"); err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range docs {
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+				t.Fatal(err)
+			}
+			if err := east.Client.Create(ctx, obj, client.DryRunAll); err != nil {
+				t.Errorf("the API server refuses the printed %s: %v", obj.GetKind(), err)
+			}
+		}
+		again := c.run(t, "vault", "enroll", "--cluster", "east", "--trust-domain", "east.mesh", "--context", "east")
+		if again.code != 0 || !strings.Contains(again.stderr, "Nothing changed") || strings.Contains(again.stderr, "CHANGED") || again.stdout != r.stdout {
+			t.Errorf("second enroll changed something")
+		}
+		// Log in as the controller would: its ServiceAccount's projected token.
+		jwt, err := east.ServiceAccountToken(ctx, "meshtrust-system", "meshtrust-controller", []string{"vault://meshtrust-vault"}, 10*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secretsSeen = append(secretsSeen, jwt)
+		s, err := root.Logical().WriteWithContext(ctx, "auth/kubernetes-east/login", map[string]any{"role": "meshtrust-east", "jwt": jwt})
+		if err != nil {
+			t.Fatalf("controller cannot log in: %v", err)
+		}
+		eastToken = s.Auth.ClientToken
+		secretsSeen = append(secretsSeen, eastToken)
+		if !slices.Contains(s.Auth.TokenPolicies, "meshtrust-east") {
+			t.Errorf("token policies %v", s.Auth.TokenPolicies)
+		}
+		// A ServiceAccount the role is not bound to is refused.
+		other, err := east.ServiceAccountToken(ctx, "default", "default", []string{"vault://meshtrust-vault"}, 10*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := root.Logical().WriteWithContext(ctx, "auth/kubernetes-east/login", map[string]any{"role": "meshtrust-east", "jwt": other}); err == nil {
+			t.Error("another ServiceAccount logged in")
+		}
+	})
+
+	var eastInter, westInter *signed
+	step("east's policy pins its trust domain", func(t *testing.T) {
+		vc := clientWithToken(t, l.Vault.Addr, eastToken)
+		eastInter = provePinning(ctx, t, vc, eastCN, "east.mesh", "west.mesh", rootPEM)
+	})
+
+	// Not a step: a failure here is the issuer's to fix, and the CLI's own
+	// story goes on.
+	t.Run("the issuer's request passes east's policy", func(t *testing.T) {
+		issuerRequestPasses(ctx, t, clientWithToken(t, l.Vault.Addr, eastToken), eastCN, "east.mesh")
+	})
+
+	var westSecretID string
+	step("enroll west with AppRole", func(t *testing.T) {
+		r := c.run(t, "vault", "enroll", "--cluster", "west", "--trust-domain", "west.mesh", "--auth", "approle", "--context", "west")
+		if r.code != 0 {
+			t.Fatalf("enroll: exit %d", r.code)
+		}
+		s, err := west.Clientset.CoreV1().Secrets("meshtrust-system").Get(ctx, "meshtrust-vault-approle", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("secret ID Secret: %v", err)
+		}
+		westSecretID = string(s.Data["secret-id"])
+		secretsSeen = append(secretsSeen, westSecretID)
+		var vci v1alpha1.VaultClusterIssuer
+		if err := yaml.Unmarshal([]byte(strings.Split(r.stdout, "---\n")[0]), &vci); err != nil || vci.Spec.Auth.AppRole == nil {
+			t.Fatalf("issuer YAML: %v", err)
+		}
+		roleID := vci.Spec.Auth.AppRole.RoleID
+		again := c.run(t, "vault", "enroll", "--cluster", "west", "--trust-domain", "west.mesh", "--auth", "approle", "--context", "west")
+		if again.code != 0 || !strings.Contains(again.stderr, "Nothing changed") {
+			t.Errorf("second enroll changed something")
+		}
+		login, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{"role_id": roleID, "secret_id": westSecretID})
+		if err != nil {
+			t.Fatalf("AppRole login: %v", err)
+		}
+		secretsSeen = append(secretsSeen, login.Auth.ClientToken)
+		vc := clientWithToken(t, l.Vault.Addr, login.Auth.ClientToken)
+		westInter = provePinning(ctx, t, vc, westCN, "west.mesh", "east.mesh", rootPEM)
+	})
+
+	step("status healthy", func(t *testing.T) {
+		// east's cacerts looks as the syncer writes it, from a Ready Certificate.
+		crt := &cmapi.Certificate{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ca", Annotations: map[string]string{"meshtrust.io/istio-cacerts": "true"}},
+			Spec: cmapi.CertificateSpec{IsCA: true, CommonName: eastCN, SecretName: "meshtrust-istio-ca",
+				IssuerRef: cmmeta.IssuerReference{Group: "meshtrust.io", Kind: "VaultClusterIssuer", Name: "meshtrust-vault"}},
+		}
+		if err := east.Client.Create(ctx, crt); err != nil {
+			t.Fatal(err)
+		}
+		crt.Status.Conditions = []cmapi.CertificateCondition{{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue, Reason: "Ready"}}
+		if err := east.Client.Status().Update(ctx, crt); err != nil {
+			t.Fatal(err)
+		}
+		putCacerts(ctx, t, east.Clientset, istioData(t, eastInter.cert, eastInter.key, eastInter.root), "istio-system/istio-ca")
+		putCacerts(ctx, t, west.Clientset, tlsData(t, westInter.cert, westInter.key, westInter.root))
+		exportDir := t.TempDir()
+		r := c.run(t, "status", "--context", "east", "--context", "west", "--export", exportDir)
+		if r.code != 0 || !strings.Contains(r.stdout, "HEALTHY") {
+			t.Fatalf("status: exit %d", r.code)
+		}
+		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s*$`).MatchString(r.stdout) ||
+			!strings.Contains(r.stdout, "Certificate istio-system/istio-ca Ready=True") {
+			t.Errorf("east's row does not show a managed cacerts from a Ready Certificate")
+		}
+		for _, want := range []string{rootFingerprint, "east.mesh", "west.mesh", "istio", "tls", eastInter.cert.NotAfter.UTC().Format(time.RFC3339)} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("status lacks %q", want)
+			}
+		}
+		if matrix := regexp.MustCompile(`(?m)^(east|west)\s+yes\s+yes\s*$`).FindAllString(r.stdout, -1); len(matrix) != 2 {
+			t.Errorf("trust matrix is not all yes")
+		}
+		for _, f := range []string{"east/ca-cert.pem", "east/ca-key.pem", "east/cert-chain.pem", "east/root-cert.pem", "west/tls.crt", "west/ca.crt"} {
+			if _, err := os.Stat(filepath.Join(exportDir, f)); err != nil {
+				t.Errorf("export: %v", err)
+			}
+		}
+		j := c.run(t, "status", "--context", "east", "--context", "west", "-o", "json")
+		var rep struct {
+			Healthy  bool
+			Clusters []struct{ RootFingerprints []string }
+		}
+		if err := json.Unmarshal([]byte(j.stdout), &rep); err != nil || !rep.Healthy || len(rep.Clusters) != 2 || rep.Clusters[1].RootFingerprints[0] != rootFingerprint {
+			t.Errorf("json status: %v %+v", err, rep)
+		}
+	})
+
+	step("status with a mismatched root names the cluster", func(t *testing.T) {
+		rogueRoot, rogueInter, rogueKey := testCA(t, "west.mesh")
+		putCacerts(ctx, t, west.Clientset, istioData(t, rogueInter, rogueKey, rogueRoot))
+		r := c.run(t, "status", "--context", "east", "--context", "west")
+		if r.code != 1 {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+		if !strings.Contains(r.stderr, "UNHEALTHY") || !strings.Contains(r.stderr, "west") {
+			t.Errorf("the verdict does not name west: %q", r.stderr)
+		}
+		if !strings.Contains(r.stdout, "roots differ") || !strings.Contains(r.stdout, "intermediate does not chain to any root of east") {
+			t.Errorf("no mismatch explanation")
+		}
+		// Given the root bootstrap printed, only the cluster at fault is named.
+		r = c.run(t, "status", "--context", "east", "--context", "west", "--expect-root", rootFingerprint)
+		if r.code != 1 || strings.TrimSpace(r.stderr) != "meshtrust: UNHEALTHY: west" || !strings.Contains(r.stdout, "holds none of the expected roots") {
+			t.Errorf("with --expect-root: exit %d, stderr %q; want 1 naming west only", r.code, r.stderr)
+		}
+		putCacerts(ctx, t, west.Clientset, map[string][]byte{pki.CACertKey: []byte("garbage"), pki.CAKeyKey: {0xff, 0x00}, pki.RootCertKey: []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")})
+		r = c.run(t, "status", "--context", "east", "--context", "west")
+		if r.code != 1 || !strings.Contains(r.stdout, "BROKEN") || !strings.Contains(r.stderr, "west") {
+			t.Errorf("garbage cacerts: exit %d, want 1 with west BROKEN", r.code)
+		}
+	})
+
+	step("unenroll east with --revoke", func(t *testing.T) {
+		r := c.run(t, "vault", "unenroll", "--cluster", "east", "--trust-domain", "east.mesh", "--revoke")
+		if r.code != 0 {
+			t.Fatalf("unenroll: exit %d", r.code)
+		}
+		serial := colonSerial(eastInter.cert)
+		if !strings.Contains(r.stdout, serial) {
+			t.Errorf("east's intermediate %s not revoked", serial)
+		}
+		s, err := root.Logical().ReadWithContext(ctx, "pki/cert/"+serial)
+		if err != nil || s == nil || jsonOf(s.Data["revocation_time"]) == "0" {
+			t.Errorf("intermediate not revoked in Vault: %v", err)
+		}
+		crl, err := root.Logical().ReadRawWithContext(ctx, "pki/crl/pem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer crl.Body.Close()
+		if !crlHas(t, crl, eastInter.cert) {
+			t.Errorf("revoked intermediate not on the CRL")
+		}
+		// west's intermediate is left alone.
+		if s, _ := root.Logical().ReadWithContext(ctx, "pki/cert/"+colonSerial(westInter.cert)); s == nil || jsonOf(s.Data["revocation_time"]) != "0" {
+			t.Errorf("west's intermediate was revoked too")
+		}
+		// east's token died with its auth mount, and the policy is gone.
+		vc := clientWithToken(t, l.Vault.Addr, eastToken)
+		_, req := csr(t, eastCN)
+		if _, err := signIntermediate(ctx, vc, signPath, map[string]any{"csr": req, "common_name": eastCN, "permitted_uri_domains": "east.mesh", "max_path_length": "0"}); err == nil {
+			t.Error("east can still sign after unenroll")
+		}
+		again := c.run(t, "vault", "unenroll", "--cluster", "east")
+		if again.code != 0 || !strings.Contains(again.stdout, "Nothing changed") {
+			t.Errorf("second unenroll changed something")
+		}
+	})
+
+	step("wrong token", func(t *testing.T) {
+		const bogus = "hvs.bogus-token-that-must-not-be-printed"
+		r := c.runEnv(t, map[string]string{"VAULT_TOKEN": bogus}, "vault", "bootstrap")
+		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 ||
+			!strings.Contains(r.stderr, "vault at "+l.Vault.Addr) || !strings.Contains(r.stderr, "token rejected") {
+			t.Errorf("want one line naming the address and the rejected token, got exit %d %q", r.code, r.stderr)
+		}
+		secretsSeen = append(secretsSeen, bogus)
+	})
+
+	step("secrets never printed", func(t *testing.T) {
+		out := c.printed()
+		for _, s := range secretsSeen {
+			if s != "" && strings.Contains(out, s) {
+				t.Errorf("CLI output contains a secret (%d chars)", len(s))
+			}
+		}
+		// Reviewer and ServiceAccount tokens are JWTs; none may be printed.
+		if strings.Contains(out, "eyJ") || strings.Contains(out, "PRIVATE KEY") {
+			t.Error("CLI output contains a JWT or a private key")
+		}
+	})
+
+	// Last: sealing a dev-mode Vault is for good.
+	step("sealed", func(t *testing.T) {
+		if err := root.Sys().SealWithContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := c.run(t, "vault", "bootstrap")
+		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 ||
+			!strings.Contains(r.stderr, "vault at "+l.Vault.Addr) || !strings.Contains(r.stderr, "sealed") {
+			t.Errorf("want one line naming the address and 'sealed', got exit %d %q", r.code, r.stderr)
+		}
+	})
+}
+
+func clientWithToken(t *testing.T, addr, token string) *vaultapi.Client {
+	t.Helper()
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = addr
+	cfg.MaxRetries = 0
+	vc, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(token)
+	return vc
+}
+
+func jsonOf(v any) string {
+	b, _ := json.Marshal(v)
+	return strings.Trim(string(b), `"`)
+}

@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/app"
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/syncer/policy"
+)
+
+// cli runs meshtrust in-process with a fixed environment and keeps every
+// byte it printed, so the test can check at the end that no secret leaked.
+type cli struct {
+	env map[string]string
+	mu  sync.Mutex
+	all bytes.Buffer
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (c *cli) run(t *testing.T, args ...string) result {
+	return c.runEnv(t, nil, args...)
+}
+
+func (c *cli) runEnv(t *testing.T, override map[string]string, args ...string) result {
+	t.Helper()
+	env := map[string]string{}
+	for k, v := range c.env {
+		env[k] = v
+	}
+	for k, v := range override {
+		env[k] = v
+	}
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code := app.Main(ctx, args, app.Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
+		app.WithGetenv(func(k string) string { return env[k] }))
+	c.mu.Lock()
+	c.all.Write(out.Bytes())
+	c.all.Write(errOut.Bytes())
+	c.mu.Unlock()
+	r := result{code: code, stdout: out.String(), stderr: errOut.String()}
+	t.Logf("meshtrust %s -> exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	return r
+}
+
+func (c *cli) printed() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.all.String()
+}
+
+// csr makes a P-256 key and a CSR for cn.
+func csr(t *testing.T, cn string) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func keyPEM(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
+// signIntermediate calls sign-intermediate and returns the certificate.
+func signIntermediate(ctx context.Context, c *vaultapi.Client, path string, data map[string]any) (*x509.Certificate, error) {
+	s, err := c.Logical().WriteWithContext(ctx, path, data)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || s.Data == nil {
+		return nil, fmt.Errorf("empty response")
+	}
+	text, _ := s.Data["certificate"].(string)
+	certs, err := pki.DecodeCertificates([]byte(text), pki.MaxChainPEMSize)
+	if err != nil {
+		return nil, err
+	}
+	return certs[0], nil
+}
+
+// selfSignedRoot makes a root CA locally, unrelated to Vault.
+func selfSignedRoot(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	now := time.Now()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, key
+}
+
+// testCA is a root and an intermediate made locally, unrelated to Vault:
+// the "mismatched root" a cluster must not trust.
+func testCA(t *testing.T, td string) (root, inter *x509.Certificate, interKey *ecdsa.PrivateKey) {
+	t.Helper()
+	root, rootKey := selfSignedRoot(t, "rogue root")
+	now := time.Now()
+	interKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	interTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "rogue intermediate"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(12 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		MaxPathLenZero: true, PermittedURIDomains: []string{td}, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err = x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, inter, interKey
+}
+
+func istioData(t *testing.T, inter *x509.Certificate, key *ecdsa.PrivateKey, root *x509.Certificate) map[string][]byte {
+	return map[string][]byte{
+		pki.CACertKey:    pki.EncodeCertificates(inter),
+		pki.CAKeyKey:     keyPEM(t, key),
+		pki.CertChainKey: pki.EncodeCertificates(inter, root),
+		pki.RootCertKey:  pki.EncodeCertificates(root),
+	}
+}
+
+func tlsData(t *testing.T, inter *x509.Certificate, key *ecdsa.PrivateKey, root *x509.Certificate) map[string][]byte {
+	return map[string][]byte{
+		pki.TLSCertKey:      pki.EncodeCertificates(inter, root),
+		pki.TLSKeyKey:       keyPEM(t, key),
+		pki.CACertBundleKey: pki.EncodeCertificates(root),
+	}
+}
+
+// putCacerts creates or replaces istio-system/cacerts; with a source it
+// carries the syncer's marks.
+func putCacerts(ctx context.Context, t *testing.T, cs kubernetes.Interface, data map[string][]byte, source ...string) {
+	t.Helper()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	secrets := cs.CoreV1().Secrets("istio-system")
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system"}, Data: data}
+	if len(source) > 0 {
+		s.Labels = map[string]string{policy.ManagedByLabel: policy.ManagedByValue}
+		s.Annotations = map[string]string{policy.SourceAnnotation: source[0]}
+	}
+	if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pemDecode(b []byte) ([]byte, []byte) {
+	block, rest := pem.Decode(b)
+	if block == nil {
+		return nil, b
+	}
+	return block.Bytes, rest
+}

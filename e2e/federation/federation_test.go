@@ -1,0 +1,45 @@
+package federation
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// TestFederation runs the whole demo story against the lab and requires
+// every one of its checks to pass.
+func TestFederation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var out strings.Builder
+	dir := t.TempDir()
+	result, err := Run(ctx, Config{Out: &out, Dir: dir, ExportDir: t.TempDir(), Logger: logr.Discard()})
+	var summary strings.Builder
+	result.WriteSummary(&summary)
+	if err != nil || !result.Passed() {
+		t.Fatalf("federation story failed: %v\n%s\n%s", err, out.String(), summary.String())
+	}
+	want := []string{
+		"before: clusters do not trust each other",
+		"same root, different intermediates",
+		"status healthy, 2×2 trust matrix all yes",
+		"cross-cluster mTLS with secure naming",
+		"name constraint stops a forged identity",
+		"live rotation, zero failed handshakes",
+		"status healthy, 3×3 trust matrix all yes",
+		"joining does not disturb members",
+		"cacerts exported as istiod mounts them",
+	}
+	if len(result.Checks) != len(want) {
+		t.Fatalf("ran %d checks, want %d:\n%s", len(result.Checks), len(want), summary.String())
+	}
+	for i, c := range result.Checks {
+		if c.Name != want[i] {
+			t.Errorf("check %d is %q, want %q", i, c.Name, want[i])
+		}
+	}
+	t.Logf("\n%s", summary.String())
+}

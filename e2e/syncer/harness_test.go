@@ -1,0 +1,276 @@
+package syncer_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/syncer"
+)
+
+// running is one in-process syncer manager.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the manager has returned
+	err    error
+	reg    *prometheus.Registry
+}
+
+// stop cancels the manager and waits for it to return, as a process kill
+// followed by the next process start would.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+		if r.err != nil {
+			t.Logf("manager returned: %v", r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("manager did not stop within a minute")
+	}
+}
+
+// syncs is how many reconciles this manager finished, any result.
+func (r *running) syncs(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "meshtrust_cacerts_sync_total" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
+}
+
+func metricValue(mfs []*dto.MetricFamily, name string) (float64, bool) {
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			m := mf.GetMetric()[0]
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue(), true
+			}
+			return m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// startSyncer runs the syncer the way main wires it, watching only the given
+// namespaces so that tests running their own managers do not interfere.
+func startSyncer(t *testing.T, c *lab.Cluster, clk clock.Clock, namespaces []string, wrap func(client.Client, context.CancelFunc) client.Client) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	opts := syncer.DefaultOptions()
+	opts.Clock = clk
+	opts.TargetNamespaces = []string{"*"}
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	defNS := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		defNS[ns] = cache.Config{}
+	}
+	logFile, err := os.OpenFile(filepath.Join(t.TempDir(), "syncer.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mopts := ctrl.Options{
+		Scheme:                 c.Scheme,
+		Logger:                 zap.New(zap.WriteTo(logFile)),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{ByObject: syncer.CacheOptions(opts), DefaultNamespaces: defNS},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	}
+	if wrap != nil {
+		mopts.NewClient = func(cfg *rest.Config, o client.Options) (client.Client, error) {
+			cl, err := client.New(cfg, o)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(cl, cancel), nil
+		}
+	}
+	mgr, err := ctrl.NewManager(c.Config, mopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syncer.Setup(ctx, mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	r := &running{cancel: cancel, done: make(chan struct{}), reg: reg}
+	go func() { r.err = mgr.Start(ctx); logFile.Close(); close(r.done) }()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+// caSetup creates, in ns, a SelfSigned root, a CA Issuer on it, and an
+// opted-in intermediate Certificate "istio-ca" (Secret "istio-ca-tls").
+func caSetup(ctx context.Context, t *testing.T, c *lab.Cluster, ns string, ann map[string]string) *cmapi.Certificate {
+	t.Helper()
+	must(t, c.EnsureNamespace(ctx, ns))
+	ref := func(kind, name string) cmmeta.IssuerReference { return cmmeta.IssuerReference{Kind: kind, Name: name} }
+	must(t, c.Client.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "selfsigned"},
+		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}}}))
+	must(t, c.Client.Create(ctx, &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root"},
+		Spec: cmapi.CertificateSpec{IsCA: true, CommonName: "e2e root " + ns, SecretName: "root-ca",
+			Duration: &metav1.Duration{Duration: 8760 * time.Hour}, IssuerRef: ref("Issuer", "selfsigned"),
+			PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm}}}))
+	must(t, c.Client.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root"},
+		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "root-ca"}}}}))
+	a := map[string]string{syncer.AnnotationOptIn: "true"}
+	for k, v := range ann {
+		a[k] = v
+	}
+	crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "istio-ca", Annotations: a},
+		Spec: cmapi.CertificateSpec{IsCA: true, CommonName: "istio intermediate " + ns, SecretName: "istio-ca-tls",
+			Duration: &metav1.Duration{Duration: 2160 * time.Hour}, RenewBefore: &metav1.Duration{Duration: 720 * time.Hour},
+			IssuerRef: ref("Issuer", "root"), PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm}}}
+	must(t, c.Client.Create(ctx, crt))
+	return crt
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func getSecret(ctx context.Context, c *lab.Cluster, ns, name string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	return s, c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s)
+}
+
+func getCert(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) *cmapi.Certificate {
+	t.Helper()
+	crt := &cmapi.Certificate{}
+	must(t, c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-ca"}, crt))
+	return crt
+}
+
+func revision(crt *cmapi.Certificate) int {
+	if crt.Status.Revision == nil {
+		return 0
+	}
+	return *crt.Status.Revision
+}
+
+// waitCACertsFromSource waits until cacerts in ns holds the source Secret's
+// current intermediate and returns both.
+func waitCACertsFromSource(t *testing.T, c *lab.Cluster, ns string, timeout time.Duration) (*corev1.Secret, *corev1.Secret) {
+	t.Helper()
+	var cacerts, src *corev1.Secret
+	lab.Eventually(t, timeout, "cacerts to carry the source's intermediate", func(ctx context.Context) error {
+		var err error
+		if src, err = getSecret(ctx, c, ns, "istio-ca-tls"); err != nil {
+			return err
+		}
+		if cacerts, err = getSecret(ctx, c, ns, "cacerts"); err != nil {
+			return err
+		}
+		first, err := pki.DecodeCertificates(src.Data["tls.crt"], pki.MaxChainPEMSize)
+		if err != nil {
+			return err
+		}
+		if want := first[0].SerialNumber.Text(16); cacerts.Annotations[syncer.AnnotationSerial] != want {
+			return fmt.Errorf("cacerts serial %q, source serial %q", cacerts.Annotations[syncer.AnnotationSerial], want)
+		}
+		return nil
+	})
+	return cacerts, src
+}
+
+// assertWhole checks that cacerts is one complete, self-consistent bundle
+// that istiod would load: never a mix of two revisions.
+func assertWhole(t *testing.T, s *corev1.Secret, now time.Time) *pki.Bundle {
+	t.Helper()
+	if len(s.Data) != 4 {
+		t.Fatalf("cacerts has %d keys", len(s.Data))
+	}
+	b, err := pki.ParseIstio(s.Data)
+	if err != nil {
+		t.Fatalf("cacerts does not parse: %v", err)
+	}
+	if err := pki.Verify(b, now, 24*time.Hour); err != nil {
+		t.Fatalf("cacerts does not verify: %v", err)
+	}
+	if got := b.Cert.SerialNumber.Text(16); got != s.Annotations[syncer.AnnotationSerial] {
+		t.Fatalf("ca-cert.pem serial %s, annotation %s: mixed bundle", got, s.Annotations[syncer.AnnotationSerial])
+	}
+	chain, _ := pki.DecodeCertificates(s.Data[pki.CertChainKey], pki.MaxChainPEMSize)
+	if !bytes.Equal(chain[0].Raw, b.Cert.Raw) {
+		t.Fatal("cert-chain.pem does not start with ca-cert.pem: mixed bundle")
+	}
+	return b
+}
+
+// renew asks cert-manager to re-issue, as `cmctl renew` does.
+func renew(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) {
+	t.Helper()
+	lab.Eventually(t, 30*time.Second, "Issuing condition set", func(ctx context.Context) error {
+		crt := getCert(ctx, t, c, ns)
+		crt.Status.Conditions = append(crt.Status.Conditions, cmapi.CertificateCondition{
+			Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue,
+			Reason: "ManuallyTriggered", Message: "e2e renewal", LastTransitionTime: &metav1.Time{Time: time.Now()}})
+		return c.Client.Status().Update(ctx, crt)
+	})
+}
+
+// poke makes the syncer reconcile the Certificate now (a watch event), which
+// is how a fake-clock test says "time has moved".
+func poke(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) {
+	t.Helper()
+	lab.Eventually(t, 30*time.Second, "poke", func(ctx context.Context) error {
+		crt := getCert(ctx, t, c, ns)
+		crt.Annotations["e2e.meshtrust.io/poke"] = time.Now().Format(time.RFC3339Nano)
+		return c.Client.Update(ctx, crt)
+	})
+}
+
+// waitReady waits for the Certificate to be Ready at revision rev.
+func waitReady(t *testing.T, c *lab.Cluster, ns string, rev int) {
+	t.Helper()
+	lab.Eventually(t, 60*time.Second, fmt.Sprintf("Certificate %s/istio-ca ready at revision %d", ns, rev), func(ctx context.Context) error {
+		crt := getCert(ctx, t, c, ns)
+		if got := revision(crt); got != rev {
+			return fmt.Errorf("revision %d", got)
+		}
+		for _, cond := range crt.Status.Conditions {
+			if cond.Type == cmapi.CertificateConditionReady && cond.Status == cmmeta.ConditionTrue {
+				return nil
+			}
+		}
+		return errors.New("not Ready")
+	})
+}

@@ -1,0 +1,308 @@
+// Package syncer_test runs the syncer in-process against a real lab cluster
+// (kube-apiserver, etcd and cert-manager's own controllers) with cert-manager's
+// SelfSigned and CA issuers as the source.
+package syncer_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/syncer"
+	"github.com/meshtrust/meshtrust/syncer/policy"
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(benchChildEnv); mode != "" {
+		os.Exit(benchChild(mode))
+	}
+	// Each manager logs to its own file; the global logger only carries
+	// controller-runtime's "informer did not sync" noise from managers the
+	// tests kill on purpose.
+	ctrllog.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
+
+func TestSyncerOnLab(t *testing.T) {
+	root, err := lab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "e2e", "lab", "READY")); err != nil {
+		t.Skip("lab not ready (no e2e/lab/READY)")
+	}
+	l := lab.New(t, lab.Options{Vault: lab.VaultNone})
+	c := l.Clusters[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// One syncer on the real clock serves the namespaces that need no
+	// restarts; the other subtests run their own.
+	startSyncer(t, c, clock.RealClock{}, []string{"layout", "foreign"}, nil)
+
+	t.Run("layout key by key", func(t *testing.T) {
+		caSetup(ctx, t, c, "layout", nil)
+		waitReady(t, c, "layout", 1)
+		cacerts, src := waitCACertsFromSource(t, c, "layout", 60*time.Second)
+		b := assertWhole(t, cacerts, time.Now())
+
+		if got := strings.Join(keys(cacerts.Data), ","); got != "ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem" {
+			t.Fatalf("keys = %s", got)
+		}
+		srcChain, _ := pki.DecodeCertificates(src.Data["tls.crt"], pki.MaxChainPEMSize)
+		srcRoots, _ := pki.DecodeCertificates(src.Data["ca.crt"], pki.MaxRootBundlePEMSize)
+		if !bytes.Equal(cacerts.Data[pki.CACertKey], pki.EncodeCertificates(srcChain[0])) {
+			t.Error("ca-cert.pem is not tls.crt's first certificate")
+		}
+		srcKey, err := pki.ParsePrivateKey(src.Data["tls.key"])
+		if err != nil || !bytes.Equal(cacerts.Data[pki.CAKeyKey], srcKey.PEM) {
+			t.Error("ca-key.pem is not tls.key")
+		}
+		if want := pki.EncodeCertificates(srcChain[0], srcRoots[0]); !bytes.Equal(cacerts.Data[pki.CertChainKey], want) {
+			t.Error("cert-chain.pem is not intermediate then root")
+		}
+		if !bytes.Equal(cacerts.Data[pki.RootCertKey], pki.EncodeCertificates(srcRoots...)) {
+			t.Error("root-cert.pem is not ca.crt")
+		}
+		if !b.Cert.IsCA || cacerts.Labels[policy.ManagedByLabel] != policy.ManagedByValue ||
+			cacerts.Annotations[syncer.AnnotationSource] != "layout/istio-ca" ||
+			cacerts.Annotations[syncer.AnnotationRootFPs] != pki.Fingerprint(srcRoots[0]) {
+			t.Errorf("ownership metadata: labels %v annotations %v", cacerts.Labels, cacerts.Annotations)
+		}
+	})
+
+	t.Run("renewal gives a new serial under the same root", func(t *testing.T) {
+		waitReady(t, c, "layout", 1)
+		before, _ := waitCACertsFromSource(t, c, "layout", 30*time.Second)
+		rev := 1
+		renew(ctx, t, c, "layout")
+		waitReady(t, c, "layout", rev+1)
+		began := time.Now()
+		after, _ := waitCACertsFromSource(t, c, "layout", 30*time.Second)
+		t.Logf("cacerts followed the renewed Secret after %s (figure only; not asserted)", time.Since(began))
+		assertWhole(t, after, time.Now())
+		if after.Annotations[syncer.AnnotationSerial] == before.Annotations[syncer.AnnotationSerial] {
+			t.Error("serial did not change")
+		}
+		if !bytes.Equal(after.Data[pki.RootCertKey], before.Data[pki.RootCertKey]) {
+			t.Error("root changed")
+		}
+	})
+
+	t.Run("unmanaged cacerts is never clobbered", func(t *testing.T) {
+		must(t, c.EnsureNamespace(ctx, "foreign"))
+		theirs := &corev1.Secret{}
+		theirs.Namespace, theirs.Name = "foreign", "cacerts"
+		theirs.Data = map[string][]byte{"ca-cert.pem": []byte("not ours")}
+		must(t, c.Client.Create(ctx, theirs))
+		caSetup(ctx, t, c, "foreign", nil)
+		lab.Eventually(t, 60*time.Second, "Warning event UnmanagedCACerts", func(ctx context.Context) error {
+			return hasEvent(ctx, c, "foreign", "istio-ca", policy.ReasonUnmanagedTarget, "meshtrust.io/adopt")
+		})
+		s, err := getSecret(ctx, c, "foreign", "cacerts")
+		if err != nil || len(s.Data) != 1 || string(s.Data["ca-cert.pem"]) != "not ours" {
+			t.Fatalf("unmanaged cacerts changed: %v %v", err, keys(s.Data))
+		}
+	})
+
+	t.Run("scheduled rotation fires once per slot across restarts", func(t *testing.T) {
+		testScheduledRotation(ctx, t, c)
+	})
+
+	t.Run("killed mid-sync leaves old or new, never a mix", func(t *testing.T) {
+		testKilledMidSync(ctx, t, c)
+	})
+}
+
+func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster) {
+	const ns = "schedule"
+	clk := clocktesting.NewFakeClock(time.Now())
+	caSetup(ctx, t, c, ns, map[string]string{syncer.AnnotationRotationSchedule: "0 * * * *"})
+	run := startSyncer(t, c, clk, []string{ns}, nil)
+	waitReady(t, c, ns, 1)
+	waitCACertsFromSource(t, c, ns, 30*time.Second)
+	crt := getCert(ctx, t, c, ns)
+	if crt.Annotations[syncer.AnnotationLastRotation] != "" || revision(crt) != 1 {
+		t.Fatalf("rotated before any slot: %v", crt.Annotations)
+	}
+
+	// Move past the first hourly slot after issuance: exactly one renewal.
+	slot1 := policy.Baseline(crt).UTC().Truncate(time.Hour).Add(time.Hour)
+	clk.SetTime(slot1.Add(time.Minute))
+	poke(ctx, t, c, ns)
+	waitRecorded(t, c, ns, slot1)
+	waitReady(t, c, ns, 2)
+	waitCACertsFromSource(t, c, ns, 30*time.Second)
+
+	// Restart inside the same slot: it must not fire again.
+	run.stop(t)
+	run = startSyncer(t, c, clk, []string{ns}, nil)
+	settle(ctx, t, c, ns, run)
+	if crt := getCert(ctx, t, c, ns); revision(crt) != 2 || policy.Issuing(crt) {
+		t.Fatalf("slot fired again after restart: revision %d, issuing %v", revision(crt), policy.Issuing(crt))
+	}
+
+	// Down across three slots: one renewal at start-up, for the latest slot.
+	run.stop(t)
+	slot4 := slot1.Add(3 * time.Hour)
+	clk.SetTime(slot4.Add(time.Minute))
+	run = startSyncer(t, c, clk, []string{ns}, nil)
+	waitRecorded(t, c, ns, slot4)
+	waitReady(t, c, ns, 3)
+	settle(ctx, t, c, ns, run)
+	if crt := getCert(ctx, t, c, ns); revision(crt) != 3 || policy.Issuing(crt) {
+		t.Fatalf("missed slots fired more than once: revision %d", revision(crt))
+	}
+	waitCACertsFromSource(t, c, ns, 30*time.Second)
+}
+
+// waitRecorded waits for the Certificate to record slot.
+func waitRecorded(t *testing.T, c *lab.Cluster, ns string, slot time.Time) {
+	t.Helper()
+	want := slot.UTC().Format(time.RFC3339)
+	lab.Eventually(t, 30*time.Second, "slot "+want+" recorded", func(ctx context.Context) error {
+		if got := getCert(ctx, t, c, ns).Annotations[syncer.AnnotationLastRotation]; got != want {
+			return fmt.Errorf("recorded %q", got)
+		}
+		return nil
+	})
+}
+
+// settle pokes the Certificate and waits until this manager has reconciled
+// it after the poke, so that "nothing happened" is an observation, not a
+// guess after a sleep.
+func settle(ctx context.Context, t *testing.T, c *lab.Cluster, ns string, run *running) {
+	t.Helper()
+	lab.Eventually(t, 30*time.Second, "initial reconcile", func(context.Context) error {
+		if run.syncs(t) == 0 {
+			return fmt.Errorf("no reconcile yet")
+		}
+		return nil
+	})
+	before := run.syncs(t)
+	poke(ctx, t, c, ns)
+	lab.Eventually(t, 30*time.Second, "reconcile after poke", func(context.Context) error {
+		if run.syncs(t) <= before {
+			return fmt.Errorf("no reconcile yet")
+		}
+		return nil
+	})
+}
+
+// killingClient cancels its manager and the write itself when the syncer
+// writes cacerts, at a point chosen per attempt: before the request is sent,
+// racing it, or right after it returns.
+type killingClient struct {
+	client.Client
+	kill   context.CancelFunc
+	mode   int
+	killed atomic.Bool
+}
+
+func (k *killingClient) write(ctx context.Context, obj client.Object, do func(context.Context) error) error {
+	if _, ok := obj.(*corev1.Secret); !ok || obj.GetName() != "cacerts" || k.killed.Swap(true) {
+		return do(ctx)
+	}
+	defer k.kill()
+	switch k.mode {
+	case 0: // dies just before the write
+		return context.Canceled
+	case 1: // dies while the request is in flight
+		wctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(time.Duration(rand.IntN(3000))*time.Microsecond, cancel) // fault injection, not a wait
+		return do(wctx)
+	default: // dies just after
+		return do(ctx)
+	}
+}
+
+func (k *killingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	return k.write(ctx, obj, func(ctx context.Context) error { return k.Client.Create(ctx, obj, opts...) })
+}
+
+func (k *killingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	return k.write(ctx, obj, func(ctx context.Context) error { return k.Client.Update(ctx, obj, opts...) })
+}
+
+func testKilledMidSync(ctx context.Context, t *testing.T, c *lab.Cluster) {
+	const ns = "kill"
+	caSetup(ctx, t, c, ns, nil)
+	run := startSyncer(t, c, clock.RealClock{}, []string{ns}, nil)
+	waitReady(t, c, ns, 1)
+	old, _ := waitCACertsFromSource(t, c, ns, 30*time.Second)
+	run.stop(t)
+
+	for mode, name := range []string{"before the write", "during the write", "after the write"} {
+		rev := revision(getCert(ctx, t, c, ns))
+		renew(ctx, t, c, ns)
+		waitReady(t, c, ns, rev+1)
+
+		var kc *killingClient
+		run := startSyncer(t, c, clock.RealClock{}, []string{ns}, func(cl client.Client, kill context.CancelFunc) client.Client {
+			kc = &killingClient{Client: cl, kill: kill, mode: mode}
+			return kc
+		})
+		select {
+		case <-run.done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s: the syncer never reached the cacerts write", name)
+		}
+		s, err := getSecret(ctx, c, ns, "cacerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := assertWhole(t, s, time.Now())
+		state := "new"
+		if bytes.Equal(s.Data[pki.CACertKey], old.Data[pki.CACertKey]) {
+			state = "old"
+		}
+		t.Logf("killed %s: cacerts holds the %s bundle (serial %s)", name, state, b.Cert.SerialNumber.Text(16))
+
+		// The next controller finishes the job.
+		run = startSyncer(t, c, clock.RealClock{}, []string{ns}, nil)
+		old, _ = waitCACertsFromSource(t, c, ns, 30*time.Second)
+		assertWhole(t, old, time.Now())
+		run.stop(t)
+	}
+}
+
+func hasEvent(ctx context.Context, c *lab.Cluster, ns, obj, reason, text string) error {
+	var list corev1.EventList
+	if err := c.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	var seen []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name != obj {
+			continue
+		}
+		msg := e.Message
+		if e.Reason == reason && strings.Contains(msg, text) {
+			return nil
+		}
+		seen = append(seen, e.Reason)
+	}
+	return fmt.Errorf("no %s event on %s/%s (seen %v)", reason, ns, obj, seen)
+}
+
+func keys(m map[string][]byte) []string {
+	return slices.Sorted(maps.Keys(m))
+}
