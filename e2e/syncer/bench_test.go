@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -42,13 +41,6 @@ const (
 // cache options against one running the syncer with a cache of all Secrets.
 // It prints RSS (current and peak) and Go heap in use after a GC.
 func BenchmarkCacheMemory(b *testing.B) {
-	root, err := lab.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "e2e", "lab", "READY")); err != nil {
-		b.Skip("lab not ready (no e2e/lab/READY)")
-	}
 	l := lab.New(b, lab.Options{Vault: lab.VaultNone})
 	c := l.Clusters[0]
 	ctx := context.Background()

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -42,13 +41,6 @@ func TestMain(m *testing.M) {
 }
 
 func TestSyncerOnLab(t *testing.T) {
-	root, err := lab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "e2e", "lab", "READY")); err != nil {
-		t.Skip("lab not ready (no e2e/lab/READY)")
-	}
 	l := lab.New(t, lab.Options{Vault: lab.VaultNone})
 	c := l.Clusters[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
