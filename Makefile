@@ -34,7 +34,9 @@ KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build tools generate verify-generate lint test test-unit test-e2e demo clean
+CHART := deploy/charts/meshtrust
+
+.PHONY: all build tools generate verify-generate manifests verify-manifests lint test bench demo clean
 
 all: build
 
@@ -75,13 +77,30 @@ verify-generate: generate
 		echo "generated files are stale; run 'make generate' and commit:"; \
 		git status --porcelain -- issuer/api deploy/crds deploy/rbac; exit 1; fi
 
+# The chart carries a copy of the generated CRDs; deploy/manifests is the
+# chart rendered with default values, for installs without Helm.
+manifests: $(HELM)
+	rm -f $(CHART)/crds/*.yaml
+	cp deploy/crds/*.yaml $(CHART)/crds/
+	$(HELM) template meshtrust $(CHART) --namespace meshtrust-system --include-crds > deploy/manifests/meshtrust.yaml.tmp
+	mv deploy/manifests/meshtrust.yaml.tmp deploy/manifests/meshtrust.yaml
+
+verify-manifests: manifests
+	@if [ -n "$$(git status --porcelain -- deploy/manifests $(CHART)/crds)" ]; then \
+		echo "deploy/manifests or the chart's CRDs are stale; run 'make generate manifests' and commit:"; \
+		git status --porcelain -- deploy/manifests $(CHART)/crds; exit 1; fi
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
 		if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-test: tools lint verify-generate
+test: tools lint verify-generate verify-manifests
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Benchmarks print their figures; none is asserted. Each starts its own lab.
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer
 
 demo: tools build
 	$(GO) run ./e2e/demo

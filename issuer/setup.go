@@ -129,10 +129,8 @@ func (o Options) validate() error {
 	return errors.Join(errs...)
 }
 
-// Setup registers the issuer controllers (VaultIssuer, VaultClusterIssuer,
-// CertificateRequest and CertificateSigningRequest), the periodic health
-// check, and the issuer's metrics with mgr. The manager's scheme must hold
-// client-go, cert-manager v1 and meshtrust v1alpha1 types.
+// The issuer's RBAC. controller-gen reads markers only outside a doc
+// comment, so they stand apart from Setup's.
 //
 // +kubebuilder:rbac:groups=meshtrust.io,resources=vaultissuers;vaultclusterissuers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=meshtrust.io,resources=vaultissuers/status;vaultclusterissuers/status,verbs=patch;update
@@ -144,6 +142,11 @@ func (o Options) validate() error {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Setup registers the issuer controllers (VaultIssuer, VaultClusterIssuer,
+// CertificateRequest and CertificateSigningRequest), the periodic health
+// check, and the issuer's metrics with mgr. The manager's scheme must hold
+// client-go, cert-manager v1 and meshtrust v1alpha1 types.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := opts.validate(); err != nil {
 		return fmt.Errorf("issuer options: %w", err)

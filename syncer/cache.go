@@ -23,21 +23,37 @@ import (
 // mgr.GetAPIReader() or its own cache. Secrets named cacerts are watched
 // through a second cache that Setup adds.
 func CacheOptions(opts Options) map[client.Object]cache.ByObject {
+	namespaces := namespaceConfigs(opts.watchedNamespaces())
 	return map[client.Object]cache.ByObject{
-		&cmapi.Certificate{}: {Transform: transformCertificate},
+		&cmapi.Certificate{}: {Transform: transformCertificate, Namespaces: namespaces},
 		&corev1.Secret{}: {
-			Label:     labels.SelectorFromSet(labels.Set{cmapi.PartOfCertManagerControllerLabelKey: "true"}),
-			Transform: cache.TransformStripManagedFields(),
+			Label:      labels.SelectorFromSet(labels.Set{cmapi.PartOfCertManagerControllerLabelKey: "true"}),
+			Transform:  cache.TransformStripManagedFields(),
+			Namespaces: namespaces,
 		},
 	}
+}
+
+// namespaceConfigs turns a namespace list into a cache restriction; nil
+// means every namespace.
+func namespaceConfigs(namespaces []string) map[string]cache.Config {
+	if len(namespaces) == 0 {
+		return nil
+	}
+	out := make(map[string]cache.Config, len(namespaces))
+	for _, ns := range namespaces {
+		out[ns] = cache.Config{}
+	}
+	return out
 }
 
 // targetCacheOptions selects the Secrets named like the default target.
 func targetCacheOptions(opts Options) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.Secret{}: {
-			Field:     fields.OneTermEqualSelector("metadata.name", opts.SecretName),
-			Transform: cache.TransformStripManagedFields(),
+			Field:      fields.OneTermEqualSelector("metadata.name", opts.SecretName),
+			Transform:  cache.TransformStripManagedFields(),
+			Namespaces: namespaceConfigs(opts.targetCacheNamespaces()),
 		},
 	}
 }

@@ -53,3 +53,59 @@ func TestAddFlags(t *testing.T) {
 		t.Error("negative TTL accepted")
 	}
 }
+
+func TestCacheNamespaces(t *testing.T) {
+	tests := []struct {
+		name             string
+		watch, targets   []string
+		wantWatched      []string
+		wantTargetsCache []string
+	}{
+		{name: "all namespaces by default"},
+		{name: "star watches all", watch: []string{"*"}, targets: []string{"mesh"}},
+		{name: "watched only", watch: []string{"istio-system"}, wantWatched: []string{"istio-system"}, wantTargetsCache: []string{"istio-system"}},
+		{name: "watched plus targets", watch: []string{"istio-system", "b"}, targets: []string{"mesh", "b"},
+			wantWatched: []string{"istio-system", "b"}, wantTargetsCache: []string{"b", "istio-system", "mesh"}},
+		{name: "any target needs every namespace", watch: []string{"istio-system"}, targets: []string{"*"}, wantWatched: []string{"istio-system"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := DefaultOptions()
+			opts.WatchNamespaces, opts.TargetNamespaces = tt.watch, tt.targets
+			for obj, by := range CacheOptions(opts) {
+				if got := keys(by.Namespaces); !equalSets(got, tt.wantWatched) {
+					t.Errorf("%T cached in %v, want %v", obj, got, tt.wantWatched)
+				}
+			}
+			for _, by := range targetCacheOptions(opts) {
+				if got := keys(by.Namespaces); !equalSets(got, tt.wantTargetsCache) {
+					t.Errorf("cacerts cached in %v, want %v", got, tt.wantTargetsCache)
+				}
+			}
+		})
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func equalSets(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, s := range a {
+		seen[s] = true
+	}
+	for _, s := range b {
+		if !seen[s] {
+			return false
+		}
+	}
+	return true
+}

@@ -12,6 +12,10 @@ import (
 
 // Options configure the syncer.
 type Options struct {
+	// WatchNamespaces limits the Certificates and Secrets the syncer watches
+	// and caches to these namespaces, so its RBAC can be namespaced too.
+	// Empty, or "*", watches every namespace.
+	WatchNamespaces []string
 	// TargetNamespaces are the namespaces a Certificate may name in
 	// meshtrust.io/istio-cacerts-target besides its own. "*" allows all.
 	TargetNamespaces []string
@@ -51,6 +55,8 @@ func DefaultOptions() Options {
 // AddFlags registers the --syncer-* flags, defaulting unset fields.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	d := DefaultOptions()
+	fs.StringSliceVar(&o.WatchNamespaces, "syncer-watch-namespaces", o.WatchNamespaces,
+		`namespaces whose opted-in Certificates the syncer watches (empty or "*" for all)`)
 	fs.StringSliceVar(&o.TargetNamespaces, "syncer-target-namespaces", o.TargetNamespaces,
 		`namespaces a Certificate may target with meshtrust.io/istio-cacerts-target besides its own ("*" for any)`)
 	fs.DurationVar(&o.WorkloadCertTTL, "syncer-workload-cert-ttl", or(o.WorkloadCertTTL, d.WorkloadCertTTL),
@@ -87,6 +93,27 @@ func (o Options) complete() (Options, error) {
 		return o, fmt.Errorf("--syncer-safety-margin must not be negative, got %s", o.SafetyMargin)
 	}
 	return o, nil
+}
+
+// watchedNamespaces returns the namespaces to restrict caches to, or nil
+// for all of them.
+func (o Options) watchedNamespaces() []string {
+	if len(o.WatchNamespaces) == 0 || slices.Contains(o.WatchNamespaces, "*") {
+		return nil
+	}
+	return o.WatchNamespaces
+}
+
+// targetCacheNamespaces returns the namespaces where cacerts Secrets may be
+// read or written, or nil when that is every namespace.
+func (o Options) targetCacheNamespaces() []string {
+	watched := o.watchedNamespaces()
+	if watched == nil || slices.Contains(o.TargetNamespaces, "*") {
+		return nil
+	}
+	all := append(slices.Clone(watched), o.TargetNamespaces...)
+	slices.Sort(all)
+	return slices.Compact(all)
 }
 
 // targetAllowed reports whether the syncer may write into ns for a

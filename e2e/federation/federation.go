@@ -144,7 +144,12 @@ func (s *story) run(ctx context.Context) error {
 	for _, tm := range l.Timings {
 		s.say("  %-14s %-26s started in %s", tm.Component, tm.Address, tm.Took.Round(time.Millisecond))
 	}
-	s.say("  logs: %s", strings.Join(l.LogPaths(), ", "))
+	s.say("  lab up in %s; logs: %s", time.Since(s.began).Round(time.Millisecond), strings.Join(l.LogPaths(), ", "))
+	if servers, err := lab.Descendants(os.Getpid()); err == nil {
+		const mib = 1 << 20
+		s.say("  memory (RSS): %d server processes %d MiB; this process, with 3 in-process cert-managers, %d MiB",
+			len(servers), lab.ResidentBytes(servers...)/mib, lab.ResidentBytes(os.Getpid())/mib)
+	}
 	configs := map[string]*rest.Config{}
 	for _, c := range l.Clusters {
 		configs[c.Name] = c.Config
