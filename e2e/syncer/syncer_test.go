@@ -126,10 +126,13 @@ func TestSyncerOnLab(t *testing.T) {
 
 func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster) {
 	const ns = "schedule"
-	clk := clocktesting.NewFakeClock(time.Now())
 	caSetup(ctx, t, c, ns, map[string]string{syncer.AnnotationRotationSchedule: "0 * * * *"})
-	run := startSyncer(t, c, clk, []string{ns}, nil)
 	waitReady(t, c, ns, 1)
+	// The fake clock starts only after issuance: cert-manager stamps
+	// NotBefore with the real time, truncated to the second, and a clock
+	// behind it would rightly find the bundle not yet valid.
+	clk := clocktesting.NewFakeClock(time.Now())
+	run := startSyncer(t, c, clk, []string{ns}, nil)
 	waitCACertsFromSource(t, c, ns, 30*time.Second)
 	crt := getCert(ctx, t, c, ns)
 	if crt.Annotations[syncer.AnnotationLastRotation] != "" || revision(crt) != 1 {
