@@ -17,7 +17,7 @@ import (
 // TestCompute covers Compute's decisions without any client: each case is an
 // Input and the Plan fields that matter, with events as plain strings.
 func TestCompute(t *testing.T) {
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
 	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, root)
 	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}, Data: pkitest.TLSData(t, inter, root)}

@@ -2,9 +2,7 @@ package syncer
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -23,18 +21,6 @@ import (
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
-
-// randomNow seeds each test at a random instant, so a stray time.Now() in
-// the code under test shows up.
-func randomNow(t testing.TB) time.Time {
-	n, err := rand.Int(rand.Reader, big.NewInt(10*365*24*3600))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Unix(1_750_000_000+n.Int64(), 0).UTC()
-	t.Logf("fake clock starts at %s", now.Format(time.RFC3339))
-	return now
-}
 
 func testScheme(t testing.TB) *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -80,7 +66,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts Options, objs ...client.Object) *env {
 	t.Helper()
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	e := &env{t: t, clock: clocktesting.NewFakeClock(now), rec: &recorder{}}
 	e.root = pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(5 * 365 * 24 * time.Hour)}, nil)
 	e.client = fake.NewClientBuilder().WithScheme(testScheme(t)).

@@ -246,7 +246,7 @@ func TestStaleCacheNeverClobbers(t *testing.T) {
 }
 
 func TestAdoptKeepsOldRootVerbatim(t *testing.T) {
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	oldRoot := pkitest.New(t, now, pkitest.Spec{CN: "old-root"}, nil)
 	// Vault-style: no trailing newline.
 	oldBytes := bytes.TrimRight(oldRoot.PEM(), "\n")

@@ -120,8 +120,9 @@ func TestCLI(t *testing.T) {
 	})
 
 	step("import and adopt an existing root", func(t *testing.T) {
-		rootCert, key := selfSignedRoot(t, "imported root")
-		bundle := append(pki.EncodeCertificates(rootCert), keyPEM(t, key)...)
+		imported := selfSignedRoot(t, "imported root")
+		rootCert := imported.Cert
+		bundle := append(pki.EncodeCertificates(rootCert), keyPEM(t, imported.Key)...)
 		file := filepath.Join(t.TempDir(), "root.pem")
 		if err := os.WriteFile(file, bundle, 0o600); err != nil {
 			t.Fatal(err)
@@ -303,8 +304,8 @@ func TestCLI(t *testing.T) {
 	})
 
 	step("status with a mismatched root names the cluster", func(t *testing.T) {
-		rogueRoot, rogueInter, rogueKey := testCA(t, "west.mesh")
-		putCacerts(ctx, t, west.Clientset, istioData(t, rogueInter, rogueKey, rogueRoot))
+		rogueRoot, rogueInter := testCA(t, "west.mesh")
+		putCacerts(ctx, t, west.Clientset, istioData(t, rogueInter.Cert, rogueInter.Key, rogueRoot.Cert))
 		r := c.run(t, "status", "--context", "east", "--context", "west")
 		if r.code != 1 {
 			t.Errorf("exit %d, want 1", r.code)

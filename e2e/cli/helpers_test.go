@@ -3,14 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/syncer/policy"
 )
 
@@ -74,26 +72,16 @@ func (c *cli) printed() string {
 }
 
 // csr makes a P-256 key and a CSR for cn.
-func csr(t *testing.T, cn string) (*ecdsa.PrivateKey, string) {
+func csr(t *testing.T, cn string) (crypto.Signer, string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	key, req := pkitest.CSR(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}})
+	return key, string(req)
 }
 
-func keyPEM(t *testing.T, key *ecdsa.PrivateKey) []byte {
+// keyPEM is SEC1, as cert-manager writes an EC key by default.
+func keyPEM(t *testing.T, key crypto.Signer) []byte {
 	t.Helper()
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+	return pkitest.EncodeKey(t, key, pkitest.SEC1)
 }
 
 // signIntermediate calls sign-intermediate and returns the certificate.
@@ -114,49 +102,25 @@ func signIntermediate(ctx context.Context, c *vaultapi.Client, path string, data
 }
 
 // selfSignedRoot makes a root CA locally, unrelated to Vault.
-func selfSignedRoot(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+func selfSignedRoot(t *testing.T, cn string) *pkitest.Cert {
 	t.Helper()
 	now := time.Now()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
+	return pkitest.New(t, now, pkitest.Spec{CN: cn, NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, nil)
 }
 
 // testCA is a root and an intermediate made locally, unrelated to Vault:
 // the "mismatched root" a cluster must not trust.
-func testCA(t *testing.T, td string) (root, inter *x509.Certificate, interKey *ecdsa.PrivateKey) {
+func testCA(t *testing.T, td string) (root, inter *pkitest.Cert) {
 	t.Helper()
-	root, rootKey := selfSignedRoot(t, "rogue root")
+	root = selfSignedRoot(t, "rogue root")
 	now := time.Now()
-	interKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	interTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "rogue intermediate"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(12 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		MaxPathLenZero: true, PermittedURIDomains: []string{td}, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, err = x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root, inter, interKey
+	inter = pkitest.New(t, now, pkitest.Spec{CN: "rogue intermediate", NotAfter: now.Add(12 * time.Hour),
+		MaxPathLenZero: true, PermittedURIDomains: []string{td}, KeyUsage: x509.KeyUsageCertSign}, root)
+	return root, inter
 }
 
-func istioData(t *testing.T, inter *x509.Certificate, key *ecdsa.PrivateKey, root *x509.Certificate) map[string][]byte {
+func istioData(t *testing.T, inter *x509.Certificate, key crypto.Signer, root *x509.Certificate) map[string][]byte {
 	return map[string][]byte{
 		pki.CACertKey:    pki.EncodeCertificates(inter),
 		pki.CAKeyKey:     keyPEM(t, key),
@@ -165,7 +129,7 @@ func istioData(t *testing.T, inter *x509.Certificate, key *ecdsa.PrivateKey, roo
 	}
 }
 
-func tlsData(t *testing.T, inter *x509.Certificate, key *ecdsa.PrivateKey, root *x509.Certificate) map[string][]byte {
+func tlsData(t *testing.T, inter *x509.Certificate, key crypto.Signer, root *x509.Certificate) map[string][]byte {
 	return map[string][]byte{
 		pki.TLSCertKey:      pki.EncodeCertificates(inter, root),
 		pki.TLSKeyKey:       keyPEM(t, key),

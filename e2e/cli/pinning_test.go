@@ -2,7 +2,7 @@ package cli
 
 import (
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -21,7 +21,7 @@ import (
 
 type signed struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	root *x509.Certificate
 }
 

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"testing"
 	"time"
+
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
 
 // FuzzParseTLS feeds arbitrary Secret contents to the parser and validator.
@@ -13,7 +15,7 @@ import (
 func FuzzParseTLS(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	s := newSet(f, now)
-	d := s.tlsData(f)
+	d := pkitest.TLSData(f, s.inter, s.root)
 	f.Add(d[TLSCertKey], d[TLSKeyKey], d[CACertBundleKey])
 	f.Add(append(d[TLSCertKey], d[CACertBundleKey]...), d[TLSKeyKey], d[CACertBundleKey])
 	f.Add(bytes.TrimRight(d[TLSCertKey], "\n"), d[TLSKeyKey], []byte("-----BEGIN CERTIFICATE-----\n"))
@@ -41,7 +43,7 @@ func FuzzParseTLS(f *testing.F) {
 // certificate.
 func FuzzDecodeCertificates(f *testing.F) {
 	s := newSet(f, time.Unix(1_800_000_000, 0))
-	f.Add(append(s.inter.pem(), s.root.pem()...))
+	f.Add(append(s.inter.PEM(), s.root.PEM()...))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		certs, err := DecodeCertificates(in, MaxChainPEMSize)
@@ -60,10 +62,10 @@ func FuzzDecodeCertificates(f *testing.F) {
 // bytes and always parses.
 func FuzzMergeRoots(f *testing.F) {
 	s := newSet(f, time.Unix(1_800_000_000, 0))
-	f.Add(bytes.TrimRight(s.root.pem(), "\n"))
-	f.Add(s.inter.pem())
+	f.Add(bytes.TrimRight(s.root.PEM(), "\n"))
+	f.Add(s.inter.PEM())
 	f.Fuzz(func(t *testing.T, prev []byte) {
-		out, _, err := MergeRoots(prev, []*x509.Certificate{s.root.cert})
+		out, _, err := MergeRoots(prev, []*x509.Certificate{s.root.Cert})
 		if err != nil {
 			return
 		}

@@ -8,13 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
 
 func TestDecodeCertificates(t *testing.T) {
-	now := randomNow()
+	now := pkitest.RandomNow(t)
 	s := newSet(t, now)
-	two := append(s.inter.pem(), s.root.pem()...)
-	noNewline := bytes.TrimRight(s.inter.pem(), "\n")
+	two := append(s.inter.PEM(), s.root.PEM()...)
+	noNewline := bytes.TrimRight(s.inter.PEM(), "\n")
 	tests := []struct {
 		name      string
 		in        []byte
@@ -22,15 +24,15 @@ func TestDecodeCertificates(t *testing.T) {
 		wantN     int
 		wantCheck Check
 	}{
-		{"one", s.inter.pem(), MaxChainPEMSize, 1, ""},
+		{"one", s.inter.PEM(), MaxChainPEMSize, 1, ""},
 		{"two with whitespace", append(append([]byte("\n  "), two...), "\n\n"...), MaxChainPEMSize, 2, ""},
 		{"no trailing newline", noNewline, MaxChainPEMSize, 1, ""},
 		{"empty", nil, MaxChainPEMSize, 0, CheckPEM},
 		{"garbage", []byte("hello"), MaxChainPEMSize, 0, CheckPEM},
-		{"garbage before", append([]byte("junk\n"), s.inter.pem()...), MaxChainPEMSize, 0, CheckPEM},
-		{"garbage after", append(s.inter.pem(), "junk"...), MaxChainPEMSize, 0, CheckPEM},
-		{"fused blocks", append(append([]byte{}, noNewline...), s.root.pem()...), MaxChainPEMSize, 0, CheckPEM},
-		{"key block", s.inter.keyPEM(t, blockPKCS8PrivateKey), MaxChainPEMSize, 0, CheckPEM},
+		{"garbage before", append([]byte("junk\n"), s.inter.PEM()...), MaxChainPEMSize, 0, CheckPEM},
+		{"garbage after", append(s.inter.PEM(), "junk"...), MaxChainPEMSize, 0, CheckPEM},
+		{"fused blocks", append(append([]byte{}, noNewline...), s.root.PEM()...), MaxChainPEMSize, 0, CheckPEM},
+		{"key block", s.inter.KeyPEM(t), MaxChainPEMSize, 0, CheckPEM},
 		{"bad DER", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1, 2, 3}}), MaxChainPEMSize, 0, CheckCertificate},
 		{"too large", two, len(two) - 1, 0, CheckSize},
 	}
@@ -48,22 +50,22 @@ func TestDecodeCertificates(t *testing.T) {
 }
 
 func TestParsePrivateKey(t *testing.T) {
-	now := randomNow()
-	ec := mkcert(t, now, certSpec{cn: "ec"}, nil)
-	rs := mkcert(t, now, certSpec{cn: "rsa", rsa: true}, nil)
+	now := pkitest.RandomNow(t)
+	ec := pkitest.New(t, now, pkitest.Spec{CN: "ec"}, nil)
+	rs := pkitest.New(t, now, pkitest.Spec{CN: "rsa", Key: pkitest.RSAKey(t)}, nil)
 	tests := []struct {
 		name      string
 		in        []byte
 		wantCheck Check
 	}{
-		{"PKCS#8 EC", ec.keyPEM(t, blockPKCS8PrivateKey), ""},
-		{"SEC1", ec.keyPEM(t, blockECPrivateKey), ""},
-		{"PKCS#1", rs.keyPEM(t, blockRSAPrivateKey), ""},
-		{"PKCS#8 RSA", rs.keyPEM(t, blockPKCS8PrivateKey), ""},
+		{"PKCS#8 EC", ec.KeyPEM(t), ""},
+		{"SEC1", pkitest.EncodeKey(t, ec.Key, pkitest.SEC1), ""},
+		{"PKCS#1", pkitest.EncodeKey(t, rs.Key, pkitest.PKCS1), ""},
+		{"PKCS#8 RSA", rs.KeyPEM(t), ""},
 		{"empty", nil, CheckPrivateKey},
-		{"certificate", ec.pem(), CheckPrivateKey},
-		{"two blocks", append(ec.keyPEM(t, blockECPrivateKey), ec.keyPEM(t, blockECPrivateKey)...), CheckPrivateKey},
-		{"wrong type label", bytes.Replace(ec.keyPEM(t, blockECPrivateKey), []byte("EC PRIVATE"), []byte("RSA PRIVATE"), 2), CheckPrivateKey},
+		{"certificate", ec.PEM(), CheckPrivateKey},
+		{"two blocks", append(pkitest.EncodeKey(t, ec.Key, pkitest.SEC1), pkitest.EncodeKey(t, ec.Key, pkitest.SEC1)...), CheckPrivateKey},
+		{"wrong type label", bytes.Replace(pkitest.EncodeKey(t, ec.Key, pkitest.SEC1), []byte("EC PRIVATE"), []byte("RSA PRIVATE"), 2), CheckPrivateKey},
 		{"headers", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED"}, Bytes: []byte{1}}), CheckPrivateKey},
 		{"too large", bytes.Repeat([]byte("a"), MaxPrivateKeyPEMSize+1), CheckSize},
 	}
@@ -80,27 +82,27 @@ func TestParsePrivateKey(t *testing.T) {
 			}
 		})
 	}
-	k, _ := ParsePrivateKey(ec.keyPEM(t, blockECPrivateKey))
-	if err := KeyMatchesCertificate(k.Signer, ec.cert); err != nil {
+	k, _ := ParsePrivateKey(pkitest.EncodeKey(t, ec.Key, pkitest.SEC1))
+	if err := KeyMatchesCertificate(k.Signer, ec.Cert); err != nil {
 		t.Errorf("matching key: %v", err)
 	}
-	if err := KeyMatchesCertificate(k.Signer, rs.cert); CheckOf(err) != CheckKeyMatch {
+	if err := KeyMatchesCertificate(k.Signer, rs.Cert); CheckOf(err) != CheckKeyMatch {
 		t.Errorf("mismatched key: got %v", err)
 	}
 }
 
 func TestOrderChain(t *testing.T) {
-	now := randomNow()
-	root := mkcert(t, now, certSpec{cn: "root"}, nil)
-	i1 := mkcert(t, now, certSpec{cn: "i1"}, root)
-	i2 := mkcert(t, now, certSpec{cn: "i2"}, i1)
-	leaf := mkcert(t, now, certSpec{cn: "leaf", notCA: true}, i2)
-	other := mkcert(t, now, certSpec{cn: "other-root"}, nil)
-	sib := mkcert(t, now, certSpec{cn: "sibling"}, i1)
-	c := func(xs ...*tcert) []*x509.Certificate {
+	now := pkitest.RandomNow(t)
+	root := pkitest.New(t, now, pkitest.Spec{CN: "root"}, nil)
+	i1 := pkitest.New(t, now, pkitest.Spec{CN: "i1"}, root)
+	i2 := pkitest.New(t, now, pkitest.Spec{CN: "i2"}, i1)
+	leaf := pkitest.New(t, now, pkitest.Spec{CN: "leaf", NotCA: true}, i2)
+	other := pkitest.New(t, now, pkitest.Spec{CN: "other-root"}, nil)
+	sib := pkitest.New(t, now, pkitest.Spec{CN: "sibling"}, i1)
+	c := func(xs ...*pkitest.Cert) []*x509.Certificate {
 		var out []*x509.Certificate
 		for _, x := range xs {
-			out = append(out, x.cert)
+			out = append(out, x.Cert)
 		}
 		return out
 	}
@@ -153,20 +155,20 @@ func TestOrderChain(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
-	now := randomNow()
+	now := pkitest.RandomNow(t)
 	const ttl = 24 * time.Hour
-	root := mkcert(t, now, certSpec{cn: "root", notAfter: now.Add(365 * 24 * time.Hour)}, nil)
-	otherRoot := mkcert(t, now, certSpec{cn: "other-root"}, nil)
-	good := mkcert(t, now, certSpec{cn: "good"}, root)
+	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(365 * 24 * time.Hour)}, nil)
+	otherRoot := pkitest.New(t, now, pkitest.Spec{CN: "other-root"}, nil)
+	good := pkitest.New(t, now, pkitest.Spec{CN: "good"}, root)
 	type mod func(d map[string][]byte)
-	base := func(ic *tcert, keyOf *tcert) map[string][]byte {
+	base := func(ic *pkitest.Cert, keyOf *pkitest.Cert) map[string][]byte {
 		return map[string][]byte{
-			TLSCertKey:      ic.pem(),
-			TLSKeyKey:       keyOf.keyPEM(t, blockPKCS8PrivateKey),
-			CACertBundleKey: root.pem(),
+			TLSCertKey:      ic.PEM(),
+			TLSKeyKey:       keyOf.KeyPEM(t),
+			CACertBundleKey: root.PEM(),
 		}
 	}
-	sub := mkcert(t, now, certSpec{cn: "sub"}, good)
+	sub := pkitest.New(t, now, pkitest.Spec{CN: "sub"}, good)
 	tests := []struct {
 		name      string
 		data      map[string][]byte
@@ -177,12 +179,12 @@ func TestVerify(t *testing.T) {
 		{"good", base(good, good), "", "", ""},
 		{"good with root in tls.crt", func() map[string][]byte {
 			d := base(good, good)
-			d[TLSCertKey] = append(good.pem(), root.pem()...)
+			d[TLSCertKey] = append(good.PEM(), root.PEM()...)
 			return d
 		}(), "", "", ""},
 		{"two levels", func() map[string][]byte {
 			d := base(sub, sub)
-			d[TLSCertKey] = append(sub.pem(), good.pem()...)
+			d[TLSCertKey] = append(sub.PEM(), good.PEM()...)
 			return d
 		}(), "", "", ""},
 		{"missing tls.key", func() map[string][]byte { d := base(good, good); delete(d, TLSKeyKey); return d }(), CheckMissing, "", TLSKeyKey},
@@ -190,42 +192,42 @@ func TestVerify(t *testing.T) {
 		{"garbage tls.key", func() map[string][]byte { d := base(good, good); d[TLSKeyKey] = []byte("garbage"); return d }(), CheckPrivateKey, "", TLSKeyKey},
 		{"key mismatch", base(good, otherRoot), CheckKeyMatch, `"CN=good"`, ""},
 		{"not a CA", func() map[string][]byte {
-			x := mkcert(t, now, certSpec{cn: "leafy", notCA: true}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "leafy", NotCA: true}, root)
 			return base(x, x)
 		}(), CheckIsCA, "CN=leafy", ""},
 		{"expired", func() map[string][]byte {
-			x := mkcert(t, now, certSpec{cn: "old", notBefore: now.Add(-48 * time.Hour), notAfter: now.Add(-time.Second)}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "old", NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Second)}, root)
 			return base(x, x)
 		}(), CheckExpired, "notAfter=", ""},
 		{"not yet valid", func() map[string][]byte {
-			x := mkcert(t, now, certSpec{cn: "future", notBefore: now.Add(time.Hour)}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "future", NotBefore: now.Add(time.Hour)}, root)
 			return base(x, x)
 		}(), CheckNotYetValid, "notBefore=", ""},
 		{"ca.crt empty", func() map[string][]byte { d := base(good, good); d[CACertBundleKey] = nil; return d }(), CheckMissing, "", CACertBundleKey},
-		{"ca.crt another root", func() map[string][]byte { d := base(good, good); d[CACertBundleKey] = otherRoot.pem(); return d }(), CheckChainVerify, Fingerprint(otherRoot.cert), ""},
+		{"ca.crt another root", func() map[string][]byte { d := base(good, good); d[CACertBundleKey] = otherRoot.PEM(); return d }(), CheckChainVerify, Fingerprint(otherRoot.Cert), ""},
 		{"ca.crt another root, chain carries its own", func() map[string][]byte {
 			d := base(good, good)
-			d[TLSCertKey] = append(good.pem(), root.pem()...)
-			d[CACertBundleKey] = otherRoot.pem()
+			d[TLSCertKey] = append(good.PEM(), root.PEM()...)
+			d[CACertBundleKey] = otherRoot.PEM()
 			return d
 		}(), CheckChainVerify, "", ""},
 		{"clientAuth-only intermediate", func() map[string][]byte {
-			x := mkcert(t, now, certSpec{cn: "client-only", extUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "client-only", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, root)
 			return base(x, x)
 		}(), CheckKeyUsage, "client-only", ""},
 		{"clientAuth-only higher up", func() map[string][]byte {
-			mid := mkcert(t, now, certSpec{cn: "client-mid", extUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, root)
-			x := mkcert(t, now, certSpec{cn: "below"}, mid)
+			mid := pkitest.New(t, now, pkitest.Spec{CN: "client-mid", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "below"}, mid)
 			d := base(x, x)
-			d[TLSCertKey] = append(x.pem(), mid.pem()...)
+			d[TLSCertKey] = append(x.PEM(), mid.PEM()...)
 			return d
 		}(), CheckKeyUsage, "", ""},
 		{"serverAuth+clientAuth ok", func() map[string][]byte {
-			x := mkcert(t, now, certSpec{cn: "both", extUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "both", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}, root)
 			return base(x, x)
 		}(), "", "", ""},
 		{"expires within one workload lifetime", func() map[string][]byte {
-			x := mkcert(t, now, certSpec{cn: "short", notAfter: now.Add(ttl - time.Minute)}, root)
+			x := pkitest.New(t, now, pkitest.Spec{CN: "short", NotAfter: now.Add(ttl - time.Minute)}, root)
 			return base(x, x)
 		}(), CheckLifetime, "less than the required 24h0m0s", ""},
 		{"chain missing middle", base(sub, sub), CheckChainVerify, "", ""},
@@ -299,31 +301,31 @@ func roundTrip(t *testing.T, b *Bundle, now time.Time, ttl time.Duration) {
 }
 
 func TestMergeRoots(t *testing.T) {
-	now := randomNow()
-	old := mkcert(t, now, certSpec{cn: "old"}, nil)
-	nu := mkcert(t, now, certSpec{cn: "new"}, nil)
+	now := pkitest.RandomNow(t)
+	old := pkitest.New(t, now, pkitest.Spec{CN: "old"}, nil)
+	nu := pkitest.New(t, now, pkitest.Spec{CN: "new"}, nil)
 	// Vault hands out PEM without a final newline and sometimes with a comment.
-	prev := append([]byte("# old root\n"), bytes.TrimRight(old.pem(), "\n")...)
+	prev := append([]byte("# old root\n"), bytes.TrimRight(old.PEM(), "\n")...)
 	_, _, err := MergeRoots(prev, nil)
 	if CheckOf(err) != CheckPEM {
 		t.Fatalf("comment in previous should fail parsing, got %v", err)
 	}
-	prev = bytes.TrimRight(old.pem(), "\n")
-	got, all, err := MergeRoots(prev, []*x509.Certificate{nu.cert, old.cert})
+	prev = bytes.TrimRight(old.PEM(), "\n")
+	got, all, err := MergeRoots(prev, []*x509.Certificate{nu.Cert, old.Cert})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.HasPrefix(got, prev) {
 		t.Errorf("merged bundle does not start with the previous bytes")
 	}
-	if len(all) != 2 || !bytes.Equal(all[1].Raw, nu.cert.Raw) {
+	if len(all) != 2 || !bytes.Equal(all[1].Raw, nu.Cert.Raw) {
 		t.Errorf("roots = %v", Fingerprints(all))
 	}
 	certs, err := DecodeCertificates(got, MaxRootBundlePEMSize)
 	if err != nil || len(certs) != 2 {
 		t.Fatalf("merged bundle parses to %d certs: %v", len(certs), err)
 	}
-	again, _, _ := MergeRoots(got, []*x509.Certificate{nu.cert})
+	again, _, _ := MergeRoots(got, []*x509.Certificate{nu.Cert})
 	if !bytes.Equal(again, got) {
 		t.Errorf("merging the same roots again changed the bundle")
 	}
@@ -341,8 +343,8 @@ func TestParseLayoutAndFingerprint(t *testing.T) {
 	if DetectLayout(map[string][]byte{CACertKey: {}}) != LayoutIstio || DetectLayout(map[string][]byte{TLSCertKey: {}}) != LayoutTLS || DetectLayout(nil) != "" {
 		t.Error("DetectLayout")
 	}
-	c := mkcert(t, randomNow(), certSpec{cn: "x"}, nil)
-	if fp := Fingerprint(c.cert); len(fp) != 64 || strings.ToLower(fp) != fp {
+	c := pkitest.New(t, pkitest.RandomNow(t), pkitest.Spec{CN: "x"}, nil)
+	if fp := Fingerprint(c.Cert); len(fp) != 64 || strings.ToLower(fp) != fp {
 		t.Errorf("fingerprint %q", fp)
 	}
 }

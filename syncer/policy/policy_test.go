@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"crypto/rand"
-	"math/big"
 	"testing"
 	"time"
 
@@ -10,19 +8,14 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-func randomNow(t *testing.T) time.Time {
-	n, _ := rand.Int(rand.Reader, big.NewInt(10*365*24*3600))
-	now := time.Unix(1_750_000_000+n.Int64(), 0).UTC()
-	t.Logf("now = %s", now.Format(time.RFC3339))
-	return now
-}
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
+)
 
 func mt(t time.Time) *metav1.Time { return &metav1.Time{Time: t} }
 
 func TestRotateChain(t *testing.T) {
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	sched := func(spec string) *Schedule {
 		s, err := ParseSchedule(spec, 0, "uid")
 		if err != nil {
@@ -75,7 +68,7 @@ func TestRotateChain(t *testing.T) {
 }
 
 func TestScheduleJitterIsStable(t *testing.T) {
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	s, err := ParseSchedule("30 2 * * 1", 2*time.Hour, "uid-a")
 	if err != nil {
 		t.Fatal(err)

@@ -1,32 +1,58 @@
-// Package pkitest builds certificate hierarchies at test time, so tests ship
-// no fixture files. It is for tests only.
+// Package pkitest builds certificate hierarchies (root → intermediate →
+// leaf), keys and CSRs at test time, so tests ship no fixture files. It is
+// for tests only.
+//
+// It must not import internal/pki: that package's own tests use it.
 package pkitest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// Spec says how to build a certificate. Zero values give an ECDSA P-256 CA
-// valid from an hour before now for 30 days.
+// Spec says how to build a certificate. Zero values give a CA with a fresh
+// ECDSA P-256 key and a random serial, valid from an hour before now for 30
+// days, with subject CN only.
+//
+// A fixed Ed25519 Key, a non-zero Serial and both NotBefore and NotAfter make
+// the certificate the same, byte for byte, on every run (Ed25519 signatures
+// are deterministic), for golden files that show fingerprints.
 type Spec struct {
 	// CN is the subject common name.
 	CN string
+	// Organization is the subject's O; none by default.
+	Organization []string
 	// NotCA makes a leaf (isCA=false).
 	NotCA bool
 	// NotBefore and NotAfter override the validity window.
 	NotBefore, NotAfter time.Time
+	// KeyUsage overrides the default: DigitalSignature, plus CertSign and
+	// CRLSign for a CA.
+	KeyUsage x509.KeyUsage
 	// ExtKeyUsage sets extended key usages (none by default).
 	ExtKeyUsage []x509.ExtKeyUsage
+	// MaxPathLenZero limits a CA to signing leaves, as Istio intermediates
+	// are.
+	MaxPathLenZero bool
+	// PermittedURIDomains adds a URI name constraint (a trust domain).
+	PermittedURIDomains []string
+	// Key is the certificate's key; nil generates an ECDSA P-256 key. Pass
+	// an RSA key to test RSA paths, or a seeded Ed25519 key for
+	// reproducible certificates.
+	Key crypto.Signer
+	// Serial is the serial number; zero picks a random 127-bit one.
+	Serial int64
 }
 
 // Cert is a certificate and its key.
@@ -35,14 +61,12 @@ type Cert struct {
 	Key  crypto.Signer
 }
 
-var serial atomic.Int64
-
 // New builds a certificate signed by parent, or self-signed if parent is nil.
 func New(t testing.TB, now time.Time, s Spec, parent *Cert) *Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	key := s.Key
+	if key == nil {
+		key = ecKey(t)
 	}
 	if s.NotBefore.IsZero() {
 		s.NotBefore = now.Add(-time.Hour)
@@ -50,33 +74,72 @@ func New(t testing.TB, now time.Time, s Spec, parent *Cert) *Cert {
 	if s.NotAfter.IsZero() {
 		s.NotAfter = now.Add(30 * 24 * time.Hour)
 	}
+	serial := big.NewInt(s.Serial)
+	if s.Serial == 0 {
+		var err error
+		// Random rather than a counter: no package state, and tests in
+		// parallel never share a serial.
+		if serial, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	usage := s.KeyUsage
+	if usage == 0 {
+		usage = x509.KeyUsageDigitalSignature
+		if !s.NotCA {
+			usage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+		}
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: s.CN, Organization: []string{"meshtrust test"}},
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: s.CN, Organization: s.Organization},
 		NotBefore:             s.NotBefore,
 		NotAfter:              s.NotAfter,
 		BasicConstraintsValid: true,
 		IsCA:                  !s.NotCA,
+		MaxPathLenZero:        s.MaxPathLenZero,
+		PermittedURIDomains:   s.PermittedURIDomains,
 		ExtKeyUsage:           s.ExtKeyUsage,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
+		KeyUsage:              usage,
 	}
-	if !s.NotCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	}
-	var signer crypto.Signer = key
-	issuer := tmpl
+	signer, issuer := key, tmpl
 	if parent != nil {
 		signer, issuer = parent.Key, parent.Cert
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("creating test certificate %q: %v", s.CN, err)
 	}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Cert{Cert: c, Key: key}
+}
+
+func ecKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// RSAKey generates a 2048-bit RSA key.
+func RSAKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// SeededEd25519Key returns the same Ed25519 key for the same seed on every
+// run.
+func SeededEd25519Key(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
 }
 
 // PEM is the certificate as one PEM block.
@@ -87,15 +150,77 @@ func (c *Cert) PEM() []byte {
 // KeyPEM is the key as PKCS#8 PEM.
 func (c *Cert) KeyPEM(t testing.TB) []byte {
 	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
+	return EncodeKey(t, c.Key, PKCS8)
+}
+
+// KeyFormat is a private key encoding, named by its PEM block type.
+type KeyFormat string
+
+// The private key encodings a cacerts Secret may hold.
+const (
+	PKCS8 KeyFormat = "PRIVATE KEY"     // any key type
+	SEC1  KeyFormat = "EC PRIVATE KEY"  // ECDSA only; cert-manager's default for EC keys
+	PKCS1 KeyFormat = "RSA PRIVATE KEY" // RSA only
+)
+
+// EncodeKey is key as one PEM block in format. It fails t if the format
+// cannot hold that key type.
+func EncodeKey(t testing.TB, key crypto.Signer, format KeyFormat) []byte {
+	t.Helper()
+	var der []byte
+	var err error
+	switch format {
+	case PKCS8:
+		der, err = x509.MarshalPKCS8PrivateKey(key)
+	case SEC1:
+		k, ok := key.(*ecdsa.PrivateKey)
+		if !ok {
+			t.Fatalf("%s needs an ECDSA key, got %T", format, key)
+		}
+		der, err = x509.MarshalECPrivateKey(k)
+	case PKCS1:
+		k, ok := key.(*rsa.PrivateKey)
+		if !ok {
+			t.Fatalf("%s needs an RSA key, got %T", format, key)
+		}
+		der = x509.MarshalPKCS1PrivateKey(k)
+	default:
+		t.Fatalf("unknown key format %q", format)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return pem.EncodeToMemory(&pem.Block{Type: string(format), Bytes: der})
+}
+
+// CSR makes a fresh ECDSA P-256 key and a PEM certificate request signed
+// with it. tmpl carries the subject and SANs.
+func CSR(t testing.TB, tmpl *x509.CertificateRequest) (crypto.Signer, []byte) {
+	t.Helper()
+	key := ecKey(t)
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
 // TLSData is what cert-manager writes for c issued under root: tls.crt,
 // tls.key and ca.crt.
 func TLSData(t testing.TB, c, root *Cert) map[string][]byte {
 	return map[string][]byte{"tls.crt": c.PEM(), "tls.key": c.KeyPEM(t), "ca.crt": root.PEM()}
+}
+
+// RandomNow is a random instant between 2025 and 2035, logged so a failure
+// can be replayed. Tests start their clock there so that a stray time.Now()
+// in the code under test shows up as a failure.
+func RandomNow(t testing.TB) time.Time {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, big.NewInt(10*365*24*3600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_750_000_000+n.Int64(), 0).UTC()
+	t.Logf("fake clock starts at %s", now.Format(time.RFC3339))
+	return now
 }

@@ -1,12 +1,7 @@
 package status
 
 import (
-	"bytes"
-	"crypto/ed25519"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"testing"
 	"time"
 
@@ -16,45 +11,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
 
 // The test PKI is built at run time from fixed Ed25519 seeds, fixed serials
-// and fixed times. Ed25519 signatures are deterministic, so the certificates
-// (and their fingerprints in the golden files) are the same on every run.
+// and fixed times (see pkitest.Spec), so the certificates and their
+// fingerprints in the golden files are the same on every run.
 
 // epoch is the fixed "now" of the golden tests.
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type ca struct {
-	cert *x509.Certificate
-	key  ed25519.PrivateKey
-}
-
-func seededKey(seed byte) ed25519.PrivateKey {
-	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
-}
-
-func newRoot(t testing.TB, seed byte, cn string) ca {
+// newRoot is a root CA made from seed.
+func newRoot(t testing.TB, seed byte, cn string) *pkitest.Cert {
 	t.Helper()
-	key := seededKey(seed)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(int64(seed)),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"meshtrust test"}},
-		NotBefore:             epoch.Add(-24 * time.Hour),
-		NotAfter:              epoch.Add(10 * 365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(nil, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca{cert: c, key: key}
+	return pkitest.New(t, epoch, pkitest.Spec{
+		CN:           cn,
+		Organization: []string{"meshtrust test"},
+		NotBefore:    epoch.Add(-24 * time.Hour),
+		NotAfter:     epoch.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		Key:          pkitest.SeededEd25519Key(seed),
+		Serial:       int64(seed),
+	}, nil)
 }
 
 // intermediateOpts describe an intermediate signed by a root.
@@ -66,72 +44,53 @@ type intermediateOpts struct {
 	age      time.Duration // how long before epoch it was issued
 }
 
-func (r ca) sign(t testing.TB, o intermediateOpts) ca {
+// sign makes an Istio intermediate under root.
+func sign(t testing.TB, root *pkitest.Cert, o intermediateOpts) *pkitest.Cert {
 	t.Helper()
-	key := seededKey(o.seed)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1000 + int64(o.seed)),
-		Subject:               pkix.Name{CommonName: o.cn},
-		NotBefore:             epoch.Add(-o.age),
-		NotAfter:              epoch.Add(-o.age + o.lifetime),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	s := pkitest.Spec{
+		CN:             o.cn,
+		NotBefore:      epoch.Add(-o.age),
+		NotAfter:       epoch.Add(-o.age + o.lifetime),
+		MaxPathLenZero: true,
+		Key:            pkitest.SeededEd25519Key(o.seed),
+		Serial:         1000 + int64(o.seed),
 	}
 	if o.td != "" {
-		tmpl.PermittedURIDomains = []string{o.td}
+		s.PermittedURIDomains = []string{o.td}
 	}
-	der, err := x509.CreateCertificate(nil, tmpl, r.cert, key.Public(), r.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca{cert: c, key: key}
-}
-
-func keyPEM(t testing.TB, k ed25519.PrivateKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return pkitest.New(t, epoch, s, root)
 }
 
 // istioSecret is cacerts in Istio's layout, as the syncer writes it.
-func istioSecret(t testing.TB, inter ca, roots ...ca) *corev1.Secret {
+func istioSecret(t testing.TB, inter *pkitest.Cert, roots ...*pkitest.Cert) *corev1.Secret {
 	t.Helper()
 	var rootCerts []*x509.Certificate
 	for _, r := range roots {
-		rootCerts = append(rootCerts, r.cert)
+		rootCerts = append(rootCerts, r.Cert)
 	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "cacerts",
 			Labels:      map[string]string{"app.kubernetes.io/managed-by": "meshtrust"},
 			Annotations: map[string]string{"meshtrust.io/source-certificate": "istio-system/istio-ca"}},
 		Data: map[string][]byte{
-			pki.CACertKey:    pki.EncodeCertificates(inter.cert),
-			pki.CAKeyKey:     keyPEM(t, inter.key),
-			pki.CertChainKey: pki.EncodeCertificates(inter.cert, rootCerts[0]),
+			pki.CACertKey:    pki.EncodeCertificates(inter.Cert),
+			pki.CAKeyKey:     inter.KeyPEM(t),
+			pki.CertChainKey: pki.EncodeCertificates(inter.Cert, rootCerts[0]),
 			pki.RootCertKey:  pki.EncodeCertificates(rootCerts...),
 		},
 	}
 }
 
 // tlsSecret is cacerts in the kubernetes.io/tls layout, not managed.
-func tlsSecret(t testing.TB, inter ca, root ca) *corev1.Secret {
+func tlsSecret(t testing.TB, inter, root *pkitest.Cert) *corev1.Secret {
 	t.Helper()
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "cacerts"},
 		Type:       corev1.SecretTypeTLS,
 		Data: map[string][]byte{
-			pki.TLSCertKey:      pki.EncodeCertificates(inter.cert, root.cert),
-			pki.TLSKeyKey:       keyPEM(t, inter.key),
-			pki.CACertBundleKey: pki.EncodeCertificates(root.cert),
+			pki.TLSCertKey:      pki.EncodeCertificates(inter.Cert, root.Cert),
+			pki.TLSKeyKey:       inter.KeyPEM(t),
+			pki.CACertBundleKey: pki.EncodeCertificates(root.Cert),
 		},
 	}
 }

@@ -28,12 +28,12 @@ const day = 24 * time.Hour
 func scenarios(t *testing.T) map[string][]Input {
 	root := newRoot(t, 1, "mesh root A")
 	other := newRoot(t, 2, "mesh root B")
-	east := root.sign(t, intermediateOpts{seed: 11, cn: "east istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: day})
-	west := root.sign(t, intermediateOpts{seed: 12, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
-	westOther := other.sign(t, intermediateOpts{seed: 13, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
-	westSameTD := root.sign(t, intermediateOpts{seed: 14, cn: "west istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: 2 * day})
-	unconstrained := root.sign(t, intermediateOpts{seed: 15, cn: "west istio intermediate CA", lifetime: 30 * day, age: 2 * day})
-	renewing := root.sign(t, intermediateOpts{seed: 16, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 25 * day})
+	east := sign(t, root, intermediateOpts{seed: 11, cn: "east istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: day})
+	west := sign(t, root, intermediateOpts{seed: 12, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
+	westOther := sign(t, other, intermediateOpts{seed: 13, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
+	westSameTD := sign(t, root, intermediateOpts{seed: 14, cn: "west istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: 2 * day})
+	unconstrained := sign(t, root, intermediateOpts{seed: 15, cn: "west istio intermediate CA", lifetime: 30 * day, age: 2 * day})
+	renewing := sign(t, root, intermediateOpts{seed: 16, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 25 * day})
 	ready := []cmapi.Certificate{readyCertificate(cmmeta.ConditionTrue, "Ready")}
 
 	garbage := istioSecret(t, west, root)
@@ -53,7 +53,7 @@ func scenarios(t *testing.T) map[string][]Input {
 			// Two clusters agree on the root, so the third is the one named.
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "west", Secret: istioSecret(t, westOther, other), Certificates: ready},
-			{Context: "north", Secret: istioSecret(t, root.sign(t, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
+			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
 		},
 		"root_transition": {
 			// west already trusts both roots; east only the old one. Still
@@ -260,7 +260,7 @@ func FuzzBuild(f *testing.F) {
 func TestExpectedRoots(t *testing.T) {
 	inputs := scenarios(t)["mismatched_root"]
 	root := newRoot(t, 1, "mesh root A")
-	fp := strings.ToUpper(pki.Fingerprint(root.cert))
+	fp := strings.ToUpper(pki.Fingerprint(root.Cert))
 	var colons []string
 	for i := 0; i < len(fp); i += 2 {
 		colons = append(colons, fp[i:i+2])
@@ -269,7 +269,7 @@ func TestExpectedRoots(t *testing.T) {
 	if got := strings.Join(r.Unhealthy(), ","); got != "west" {
 		t.Errorf("Unhealthy() = %q, want west only; problems: %+v", got, r.Clusters)
 	}
-	r = Build(inputs, epoch, Options{ExpectedRoots: []string{pki.Fingerprint(newRoot(t, 2, "mesh root B").cert)}})
+	r = Build(inputs, epoch, Options{ExpectedRoots: []string{pki.Fingerprint(newRoot(t, 2, "mesh root B").Cert)}})
 	if got := strings.Join(r.Unhealthy(), ","); got != "east" {
 		t.Errorf("expecting root B: Unhealthy() = %q, want east only", got)
 	}
@@ -296,7 +296,7 @@ func BenchmarkBuild(b *testing.B) {
 	for _, n := range []int{2, 10, 30} {
 		inputs := make([]Input, n)
 		for i := range inputs {
-			inter := root.sign(t, intermediateOpts{seed: byte(20 + i), cn: fmt.Sprintf("c%d", i), td: fmt.Sprintf("c%d.mesh", i), lifetime: 30 * day, age: day})
+			inter := sign(t, root, intermediateOpts{seed: byte(20 + i), cn: fmt.Sprintf("c%d", i), td: fmt.Sprintf("c%d.mesh", i), lifetime: 30 * day, age: day})
 			inputs[i] = Input{Context: fmt.Sprintf("c%d", i), Secret: istioSecret(t, inter, root)}
 		}
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
