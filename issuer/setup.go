@@ -144,8 +144,9 @@ func (o Options) validate() error {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Setup registers the issuer controllers (VaultIssuer, VaultClusterIssuer,
-// CertificateRequest and CertificateSigningRequest), the periodic health
-// check, and the issuer's metrics with mgr. The manager's scheme must hold
+// CertificateRequest and CertificateSigningRequest), the controllers that
+// report truncated lifetimes on issued requests, the periodic health check,
+// and the issuer's metrics with mgr. The manager's scheme must hold
 // client-go, cert-manager v1 and meshtrust v1alpha1 types.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := opts.validate(); err != nil {
