@@ -228,7 +228,18 @@ func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 	// the grace period, so istiod accepts the new file and peers that still
 	// present old-root chains keep verifying.
 	var changedAt time.Time
-	if prevPEM, prev := previousRoots(existing); prev != nil && policy.RootsChanged(prev, b.Roots) {
+	prevPEM, prev := previousRoots(existing)
+	if prev != nil && !policy.RootsChanged(prev, b.Roots) {
+		// Nothing was dropped, but roots may have been added or reordered
+		// (the issuer lists the signing root first, so a cluster moving to a
+		// new root reorders them). istiod accepts a new root file only if it
+		// contains the old one byte for byte, so the old bytes stay first
+		// and only what is new is appended.
+		if merged, all, err := pki.MergeRoots(prevPEM, b.Roots); err == nil {
+			b.RootsPEM, b.Roots = merged, all
+		}
+	}
+	if prev != nil && policy.RootsChanged(prev, b.Roots) {
 		changedAt = now
 		if existing.Annotations[AnnotationSourceRootFPs] == srcFPs {
 			if t, err := time.Parse(time.RFC3339, existing.Annotations[AnnotationRootsChangedAt]); err == nil {

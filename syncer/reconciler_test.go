@@ -318,6 +318,48 @@ func TestRootChangeWithinGrace(t *testing.T) {
 	}
 }
 
+// TestRootsAddedOrReorderedKeepOldFileFirst follows one cluster through a
+// root rotation: ca.crt gains the new root, then lists it first once the
+// cluster signs under it. istiod accepts a new root-cert.pem only if it
+// contains the old file byte for byte, so every step must keep it.
+func TestRootsAddedOrReorderedKeepOldFileFirst(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.certificate(nil)
+	e.issue(pkitest.Spec{}, e.root)
+	e.mustReconcile()
+	oneRoot := e.secret("ns", "cacerts").Data[pki.RootCertKey]
+
+	newRoot := pkitest.New(t, e.now(), pkitest.Spec{CN: "new-root", NotAfter: e.now().Add(5 * 365 * 24 * time.Hour)}, nil)
+	withRoots := func(inter *pkitest.Cert, roots ...*pkitest.Cert) {
+		data := pkitest.TLSData(t, inter, roots[0])
+		var bundle []byte
+		for _, r := range roots {
+			bundle = append(bundle, r.PEM()...)
+		}
+		data["ca.crt"] = bundle
+		e.setSource(data)
+		e.mustReconcile()
+	}
+
+	e.clock.Step(time.Hour)
+	withRoots(e.issue(pkitest.Spec{CN: "old-root-era"}, e.root), e.root, newRoot)
+	twoRoots := e.secret("ns", "cacerts").Data[pki.RootCertKey]
+	if !bytes.HasPrefix(twoRoots, oneRoot) || !bytes.Contains(twoRoots, newRoot.PEM()) {
+		t.Fatalf("adding a root: root-cert.pem does not keep the old file first and add the new root")
+	}
+
+	e.clock.Step(time.Hour)
+	inter := e.issue(pkitest.Spec{CN: "new-root-era"}, newRoot)
+	withRoots(inter, newRoot, e.root)
+	s := e.secret("ns", "cacerts")
+	if got := s.Data[pki.RootCertKey]; !bytes.Equal(got, twoRoots) {
+		t.Errorf("reordered roots rewrote root-cert.pem; istiod would ignore the update:\n%s", got)
+	}
+	if !bytes.Equal(s.Data[pki.CACertKey], inter.PEM()) {
+		t.Error("the intermediate under the new root was not written")
+	}
+}
+
 func TestLifetimeGuardTriggersRenewal(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.certificate(nil)

@@ -1,0 +1,756 @@
+package rotation
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+
+	controllerapp "github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
+	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
+	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/workload"
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+)
+
+// Names the enrol command puts in the YAML it prints, and where Istio reads
+// its CA.
+const (
+	istioNamespace = "istio-system"
+	controllerNS   = "meshtrust-system"
+	controllerSA   = "meshtrust-controller"
+	certName       = "istio-ca"
+	sourceSecret   = "meshtrust-istio-ca"
+	cacertsSecret  = "cacerts"
+	clusterIssuer  = "meshtrust-vault"
+	pkiMount       = "pki"
+	workloadTTL    = time.Hour
+	// waitLimit bounds every single wait. It is far above what a step needs
+	// so that a loaded 2-core CI machine does not make the test flaky.
+	waitLimit = 2 * time.Minute
+	// recheckAnnotation is touched on a VaultClusterIssuer to make
+	// issuer-lib run the issuer's Check again, which refreshes the issuer's
+	// cached list of Vault's roots.
+	recheckAnnotation = "e2e.meshtrust.io/recheck"
+)
+
+// env is one run: the lab, meshtrust's controllers in each cluster, and the
+// Vault owner's CLI.
+type env struct {
+	t          *testing.T
+	ctx        context.Context
+	lab        *lab.Lab
+	vault      *vaultapi.Client
+	kubeconfig string
+	cliEnv     map[string]string
+	began      time.Time
+	logger     io.Writer
+
+	mu    sync.Mutex
+	roots map[string]string // SHA-256 fingerprint -> "root-1", "root-2"
+}
+
+func newEnv(t *testing.T, clusters ...string) *env {
+	t.Helper()
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	l := lab.New(t, lab.Options{Clusters: clusters})
+	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{}}
+	e.logf("lab up: Vault %s, clusters %s", l.Vault.Addr, strings.Join(clusters, ", "))
+
+	configs := map[string]*rest.Config{}
+	for _, c := range l.Clusters {
+		configs[c.Name] = c.Config
+	}
+	e.kubeconfig = filepath.Join(l.Dir, "kubeconfig")
+	if err := lab.WriteKubeconfig(e.kubeconfig, configs, clusters[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.cliEnv = map[string]string{"VAULT_ADDR": l.Vault.Addr, "VAULT_TOKEN": l.Vault.RootToken, "HOME": l.Dir}
+	vc, err := l.Vault.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.vault = vc
+
+	logPath := filepath.Join(l.Dir, "meshtrust-controllers.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logFile{f: f}
+	e.logger = logs
+	// Client-go reflectors log through controller-runtime's global logger;
+	// unset, it prints a warning with a stack trace into the test output.
+	ctrl.SetLogger(zap.New(zap.WriteTo(logs), zap.UseDevMode(true)))
+	t.Cleanup(func() {
+		logs.Close()
+		if t.Failed() {
+			t.Logf("meshtrust controller logs: %s", logPath)
+		}
+	})
+	return e
+}
+
+// logFile is the controllers' log file. Writes after Close are dropped:
+// the lab's cert-manager still logs through controller-runtime's global
+// logger while it stops.
+type logFile struct {
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return len(p), nil
+	}
+	return l.f.Write(p)
+}
+
+func (l *logFile) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	l.f.Close()
+}
+
+// logf prints one step with the time since the test began.
+func (e *env) logf(format string, args ...any) {
+	e.t.Helper()
+	e.t.Logf("[%5.1fs] %s", time.Since(e.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// cli runs `meshtrust args...` in-process, as the Vault owner would.
+func (e *env) cli(args ...string) (stdout, stderr string, code int) {
+	var out, errOut bytes.Buffer
+	code = cliapp.Main(e.ctx, args, cliapp.Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
+		cliapp.WithGetenv(func(k string) string { return e.cliEnv[k] }))
+	return out.String(), errOut.String(), code
+}
+
+// mustCLI runs the CLI, fails the test unless it exits 0, and returns what
+// it printed on standard output.
+func (e *env) mustCLI(args ...string) string {
+	e.t.Helper()
+	out, errOut, code := e.cli(args...)
+	if code != 0 {
+		e.t.Fatalf("meshtrust %s exited %d:\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// registerRoot reads a root issuer's certificate from Vault and names it for
+// the logs.
+func (e *env) registerRoot(ref, name string) *x509.Certificate {
+	e.t.Helper()
+	s, err := e.vault.Logical().ReadWithContext(e.ctx, pkiMount+"/issuer/"+ref+"/json")
+	if err != nil || s == nil {
+		e.t.Fatalf("reading Vault issuer %s: %v", ref, err)
+	}
+	pemText, _ := s.Data["certificate"].(string)
+	certs, err := pki.DecodeCertificates([]byte(pemText), pki.MaxRootBundlePEMSize)
+	if err != nil || len(certs) != 1 || !pki.IsSelfSigned(certs[0]) {
+		e.t.Fatalf("Vault issuer %s is not one self-signed certificate (%d certificates, %v)", ref, len(certs), err)
+	}
+	e.mu.Lock()
+	e.roots[pki.Fingerprint(certs[0])] = name
+	e.mu.Unlock()
+	e.logf("  %s = Vault issuer %s, CN=%q, sha256 %s…", name, ref, certs[0].Subject.CommonName, pki.Fingerprint(certs[0])[:16])
+	return certs[0]
+}
+
+// name is the log name of a root ("root-1"), or "unknown:<fingerprint>".
+func (e *env) name(c *x509.Certificate) string {
+	fp := pki.Fingerprint(c)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n, ok := e.roots[fp]; ok {
+		return n
+	}
+	return "unknown:" + fp[:12]
+}
+
+func (e *env) names(certs []*x509.Certificate) []string {
+	out := make([]string, len(certs))
+	for i, c := range certs {
+		out[i] = e.name(c)
+	}
+	return out
+}
+
+// vaultIssuers lists the names of the PKI mount's issuers.
+func (e *env) vaultIssuers() []string {
+	e.t.Helper()
+	s, err := e.vault.Logical().ListWithContext(e.ctx, pkiMount+"/issuers")
+	if err != nil || s == nil {
+		e.t.Fatalf("listing Vault issuers: %v", err)
+	}
+	info, _ := s.Data["key_info"].(map[string]any)
+	var names []string
+	for _, v := range info {
+		if m, ok := v.(map[string]any); ok {
+			n, _ := m["issuer_name"].(string)
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// vaultDefaultIssuer is the ID of the PKI mount's default issuer.
+func (e *env) vaultDefaultIssuer() string {
+	e.t.Helper()
+	s, err := e.vault.Logical().ReadWithContext(e.ctx, pkiMount+"/config/issuers")
+	if err != nil || s == nil {
+		e.t.Fatalf("reading Vault's default issuer: %v", err)
+	}
+	id, _ := s.Data["default"].(string)
+	return id
+}
+
+// vaultIssuerID is the ID of the issuer named ref.
+func (e *env) vaultIssuerID(ref string) string {
+	e.t.Helper()
+	s, err := e.vault.Logical().ReadWithContext(e.ctx, pkiMount+"/issuer/"+ref)
+	if err != nil || s == nil {
+		e.t.Fatalf("reading Vault issuer %s: %v", ref, err)
+	}
+	id, _ := s.Data["issuer_id"].(string)
+	return id
+}
+
+// enrol runs `meshtrust vault enroll` for the cluster with the given issuer
+// ref and applies the YAML it prints, as `kubectl apply --server-side`
+// would.
+func (e *env) enrol(name, issuerRef string) {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	out := e.mustCLI("vault", "enroll", "--cluster", name, "--trust-domain", name, "--issuer-ref", issuerRef,
+		"--kubeconfig", e.kubeconfig, "--context", name)
+	for _, ns := range []string{controllerNS, istioNamespace} {
+		if err := c.EnsureNamespace(e.ctx, ns); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: controllerNS, Name: controllerSA}}
+	if err := c.Client.Create(e.ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatalf("creating the controller's ServiceAccount in %s: %v", name, err)
+	}
+	applied, err := apply(e.ctx, c.Client, out)
+	if err != nil {
+		e.t.Fatalf("applying the YAML enroll printed for %s: %v", name, err)
+	}
+	e.logf("  meshtrust vault enroll --cluster %s --issuer-ref %s | kubectl apply --server-side: %s", name, issuerRef, strings.Join(applied, ", "))
+}
+
+// apply server-side-applies every object of a multi-document YAML stream.
+func apply(ctx context.Context, c client.Client, yamlText string) ([]string, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(yamlText), 4096)
+	var applied []string
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return applied, err
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+			return applied, fmt.Errorf("applying %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+		applied = append(applied, obj.GetKind()+"/"+obj.GetName())
+	}
+	if len(applied) == 0 {
+		return nil, errors.New("no objects in the YAML")
+	}
+	return applied, nil
+}
+
+// startControllers runs meshtrust's issuer and syncer for the cluster in
+// this process until the test ends.
+func (e *env) startControllers(name string) {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	opts := controllerapp.DefaultOptions()
+	opts.InProcess = true
+	opts.MetricsRegistry = prometheus.NewRegistry()
+	opts.Issuer.ClusterResourceNamespace = controllerNS
+	logger := zap.New(zap.WriteTo(e.logger), zap.UseDevMode(true)).WithValues("cluster", name)
+	opts.Tune = func(o *ctrl.Options) { o.Logger = logger }
+	mctx, cancel := context.WithCancel(context.Background())
+	mgr, err := controllerapp.NewManager(mctx, c.Config, opts)
+	if err != nil {
+		cancel()
+		e.t.Fatalf("building meshtrust's controllers for %s: %v", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("meshtrust's controllers in %s: %v", name, err)
+		}
+	})
+}
+
+// annotateCertificate sets one annotation on the cluster's intermediate
+// Certificate.
+func (e *env) annotateCertificate(name, key, value string) {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	var crt cmapi.Certificate
+	if err := c.Client.Get(e.ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+		e.t.Fatal(err)
+	}
+	patch := client.MergeFrom(crt.DeepCopy())
+	metav1.SetMetaDataAnnotation(&crt.ObjectMeta, key, value)
+	if err := c.Client.Patch(e.ctx, &crt, patch); err != nil {
+		e.t.Fatalf("annotating Certificate %s/%s in %s: %v", istioNamespace, certName, name, err)
+	}
+}
+
+// clusterState is one cluster's cacerts as istiod would load it.
+type clusterState struct {
+	Name string
+	CA   *workload.CA
+	// Bundle is root-cert.pem in file order, and BundlePEM its bytes.
+	Bundle    []*x509.Certificate
+	BundlePEM []byte
+	// ChainRoot is the root at the top of cert-chain.pem: the root the
+	// intermediate was signed by.
+	ChainRoot   *x509.Certificate
+	Serial      string
+	Annotations map[string]string
+}
+
+func (e *env) readState(ctx context.Context, name string) (*clusterState, error) {
+	var sec corev1.Secret
+	if err := e.lab.Cluster(name).Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: cacertsSecret}, &sec); err != nil {
+		return nil, fmt.Errorf("%s: reading cacerts: %w", name, err)
+	}
+	ca, err := workload.LoadCA(sec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	bundle, err := pki.DecodeCertificates(sec.Data[pki.RootCertKey], pki.MaxRootBundlePEMSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: root-cert.pem: %w", name, err)
+	}
+	top := ca.Chain[len(ca.Chain)-1]
+	if !pki.IsSelfSigned(top) {
+		return nil, fmt.Errorf("%s: cert-chain.pem does not end with a root", name)
+	}
+	return &clusterState{Name: name, CA: ca, Bundle: bundle, BundlePEM: sec.Data[pki.RootCertKey], ChainRoot: top,
+		Serial: ca.Cert.SerialNumber.Text(16), Annotations: sec.Annotations}, nil
+}
+
+func (e *env) mustState(name string) *clusterState {
+	e.t.Helper()
+	s, err := e.readState(e.ctx, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// describe is a one-line view of a cluster's cacerts for the logs.
+func (e *env) describe(s *clusterState) string {
+	return fmt.Sprintf("%s: intermediate %.8s… signed by %s, root-cert.pem %v", s.Name, s.Serial, e.name(s.ChainRoot), e.names(s.Bundle))
+}
+
+// waitState polls the cluster's cacerts until check accepts it.
+func (e *env) waitState(name string, check func(*clusterState) error) *clusterState {
+	e.t.Helper()
+	var got *clusterState
+	err := lab.WaitFor(e.ctx, waitLimit, func(ctx context.Context) error {
+		s, err := e.readState(ctx, name)
+		if err != nil {
+			return err
+		}
+		if err := check(s); err != nil {
+			return fmt.Errorf("%s: %w", e.describe(s), err)
+		}
+		got = s
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("waiting for %s's cacerts: %v", name, err)
+	}
+	return got
+}
+
+// sourceBundle is what cert-manager stored for the Certificate: the
+// intermediate (first of tls.crt) and ca.crt.
+type sourceBundle struct {
+	Leaf  *x509.Certificate
+	Roots []*x509.Certificate
+}
+
+func (e *env) readSource(ctx context.Context, name string) (*sourceBundle, error) {
+	var sec corev1.Secret
+	if err := e.lab.Cluster(name).Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: sourceSecret}, &sec); err != nil {
+		return nil, err
+	}
+	chain, err := pki.DecodeCertificates(sec.Data[pki.TLSCertKey], pki.MaxChainPEMSize)
+	if err != nil || len(chain) == 0 {
+		return nil, fmt.Errorf("%s: tls.crt holds no certificate (%v)", sourceSecret, err)
+	}
+	roots, err := pki.DecodeCertificates(sec.Data[pki.CACertBundleKey], pki.MaxRootBundlePEMSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: ca.crt: %w", sourceSecret, err)
+	}
+	return &sourceBundle{Leaf: chain[0], Roots: roots}, nil
+}
+
+// renew makes cert-manager issue a new revision of the cluster's
+// intermediate (as `cmctl renew` does) and waits until the syncer has put
+// it into cacerts. accept judges the new ca.crt; when it refuses, the
+// renewal is repeated.
+//
+// Why repeat: the issuer caches the list of Vault's roots for a minute
+// (issuer/vault RootsTTL), so a renewal right after a root was added or
+// removed in Vault may still carry the old list. Touching the
+// VaultClusterIssuer makes issuer-lib run its Check, which refreshes that
+// cache; the Check runs asynchronously, so the first renewal may still race
+// it.
+func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		before, err := e.readSource(e.ctx, name)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.touchIssuer(name)
+		rev := e.revision(name)
+		if err := triggerRenewal(e.ctx, c); err != nil {
+			e.t.Fatalf("renewing %s's intermediate: %v", name, err)
+		}
+		var src *sourceBundle
+		err = lab.WaitFor(e.ctx, waitLimit, func(ctx context.Context) error {
+			var crt cmapi.Certificate
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+				return err
+			}
+			switch {
+			case crt.Status.Revision == nil || *crt.Status.Revision <= rev:
+				return fmt.Errorf("certificate still at revision %d", rev)
+			case apiutil.CertificateHasCondition(&crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue}):
+				return errors.New("certificate still issuing")
+			case !apiutil.CertificateHasCondition(&crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}):
+				return errors.New("certificate not Ready")
+			}
+			s, err := e.readSource(ctx, name)
+			if err != nil {
+				return err
+			}
+			if s.Leaf.Equal(before.Leaf) {
+				return errors.New("the Secret still holds the previous intermediate")
+			}
+			src = s
+			return nil
+		})
+		if err != nil {
+			e.t.Fatalf("waiting for %s's new intermediate: %v", name, err)
+		}
+		if err := accept(src); err != nil {
+			if attempt == attempts {
+				e.t.Fatalf("%s: after %d renewals ca.crt is still %v: %v", name, attempts, e.names(src.Roots), err)
+			}
+			e.logf("  %s: renewal %d gave ca.crt %v (%v): the issuer's cached root list predates the change in Vault; renewing again", name, attempt, e.names(src.Roots), err)
+			continue
+		}
+		serial := src.Leaf.SerialNumber.Text(16)
+		got := e.waitState(name, func(s *clusterState) error {
+			if s.Serial != serial {
+				return fmt.Errorf("syncer has not written serial %s yet", serial)
+			}
+			return nil
+		})
+		e.logf("  renewed %s: ca.crt %v -> %s", name, e.names(src.Roots), e.describe(got))
+		return got
+	}
+}
+
+// touchIssuer changes an annotation of the cluster's VaultClusterIssuer,
+// which makes issuer-lib reconcile it and run the issuer's Check.
+func (e *env) touchIssuer(name string) {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	var vci v1alpha1.VaultClusterIssuer
+	if err := c.Client.Get(e.ctx, client.ObjectKey{Name: clusterIssuer}, &vci); err != nil {
+		e.t.Fatal(err)
+	}
+	patch := client.MergeFrom(vci.DeepCopy())
+	metav1.SetMetaDataAnnotation(&vci.ObjectMeta, recheckAnnotation, strconv.FormatInt(time.Now().UnixNano(), 10))
+	if err := c.Client.Patch(e.ctx, &vci, patch); err != nil {
+		e.t.Fatalf("touching VaultClusterIssuer %s in %s: %v", clusterIssuer, name, err)
+	}
+}
+
+func (e *env) revision(name string) int {
+	e.t.Helper()
+	var crt cmapi.Certificate
+	if err := e.lab.Cluster(name).Client.Get(e.ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+		e.t.Fatal(err)
+	}
+	if crt.Status.Revision == nil {
+		return 0
+	}
+	return *crt.Status.Revision
+}
+
+// triggerRenewal does what `cmctl renew` does: it sets the Certificate's
+// Issuing condition, and cert-manager issues a new revision.
+func triggerRenewal(ctx context.Context, c *lab.Cluster) error {
+	return lab.WaitFor(ctx, waitLimit, func(ctx context.Context) error {
+		var crt cmapi.Certificate
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+			return err
+		}
+		apiutil.SetCertificateCondition(&crt, crt.Generation, cmapi.CertificateConditionIssuing, cmmeta.ConditionTrue,
+			"ManuallyTriggered", "Certificate re-issuance manually triggered by the root-rotation test")
+		return c.Client.Status().Update(ctx, &crt)
+	})
+}
+
+// call has a workload holding clientCert call one holding serverCert over
+// mutual TLS 1.3; each side verifies the other against its own cluster's
+// root-cert.pem and checks the peer's SPIFFE ID.
+func call(ctx context.Context, clientCert tls.Certificate, clientID string, clientRoots *x509.CertPool,
+	serverCert tls.Certificate, serverID string, serverRoots *x509.CertPool) error {
+	_, err := workload.Handshake(ctx,
+		workload.Peer{Cert: serverCert, Roots: serverRoots, Expect: clientID},
+		workload.Peer{Cert: clientCert, Roots: clientRoots, Expect: serverID})
+	return err
+}
+
+// workloadOf is the one workload each cluster runs in this test.
+func workloadOf(cluster string) string {
+	sa := map[string]string{"kind2": "bookinfo-productpage", "kind3": "bookinfo-reviews"}[cluster]
+	return workload.SPIFFEID(cluster, "default", sa)
+}
+
+// freshCall has from's workload call to's workload, both with certificates
+// signed just now by their cluster's current intermediate.
+func freshCall(ctx context.Context, from, to *clusterState) error {
+	now := time.Now()
+	clientCert, err := workload.Issue(from.CA, workloadOf(from.Name), now, workloadTTL)
+	if err != nil {
+		return err
+	}
+	serverCert, err := workload.Issue(to.CA, workloadOf(to.Name), now, workloadTTL)
+	if err != nil {
+		return err
+	}
+	return call(ctx, clientCert, workloadOf(from.Name), from.CA.Roots, serverCert, workloadOf(to.Name), to.CA.Roots)
+}
+
+// stateKey says which root each cluster's intermediate chains to and which
+// roots each cluster's root-cert.pem holds, in file order.
+type stateKey struct {
+	Chain2, Chain3 string
+	Trust2, Trust3 string
+}
+
+func (k stateKey) String() string {
+	return fmt.Sprintf("kind2 signed by %s, trusts %s | kind3 signed by %s, trusts %s", k.Chain2, k.Trust2, k.Chain3, k.Trust3)
+}
+
+func (e *env) key(k2, k3 *clusterState) stateKey {
+	return stateKey{
+		Chain2: e.name(k2.ChainRoot), Chain3: e.name(k3.ChainRoot),
+		Trust2: strings.Join(e.names(k2.Bundle), "+"), Trust3: strings.Join(e.names(k3.Bundle), "+"),
+	}
+}
+
+// traffic is the handshake loop between kind2 and kind3.
+type traffic struct {
+	mu       sync.Mutex
+	ok       int
+	failed   int
+	failures []string
+	byState  map[stateKey]int
+	order    []stateKey
+	// versions holds, per cluster, every distinct root-cert.pem the loop
+	// saw, in order.
+	versions map[string][][]byte
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startTraffic runs handshakes in both directions, kind2 -> kind3 and kind3
+// -> kind2, until stop. Each round loads both clusters' current cacerts from
+// their API servers and signs fresh workload certificates with them, as
+// istiod would right after reloading cacerts.
+func (e *env) startTraffic() *traffic {
+	ctx, cancel := context.WithCancel(e.ctx)
+	tr := &traffic{byState: map[stateKey]int{}, versions: map[string][][]byte{}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(tr.done)
+		// A short pause between rounds leaves the two cores to the
+		// controllers and API servers; every round still sees the state
+		// current at its start.
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			e.round(ctx, tr)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	e.t.Cleanup(tr.stop)
+	return tr
+}
+
+func (tr *traffic) stop() {
+	tr.cancel()
+	<-tr.done
+}
+
+func (e *env) round(ctx context.Context, tr *traffic) {
+	k2, err := e.readState(ctx, "kind2")
+	var k3 *clusterState
+	if err == nil {
+		k3, err = e.readState(ctx, "kind3")
+	}
+	if ctx.Err() != nil {
+		return // stopping; not a failure of the mesh
+	}
+	if err != nil {
+		tr.record(stateKey{}, fmt.Errorf("loading cacerts: %w", err))
+		return
+	}
+	tr.see("kind2", k2.BundlePEM)
+	tr.see("kind3", k3.BundlePEM)
+	key := e.key(k2, k3)
+	for _, pair := range [][2]*clusterState{{k2, k3}, {k3, k2}} {
+		err := freshCall(ctx, pair[0], pair[1])
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			err = fmt.Errorf("%s -> %s in state [%s]: %w", pair[0].Name, pair[1].Name, key, err)
+		}
+		tr.record(key, err)
+	}
+}
+
+func (tr *traffic) see(cluster string, bundle []byte) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	v := tr.versions[cluster]
+	if len(v) == 0 || !bytes.Equal(v[len(v)-1], bundle) {
+		tr.versions[cluster] = append(v, bytes.Clone(bundle))
+	}
+}
+
+func (tr *traffic) record(key stateKey, err error) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if err != nil {
+		tr.failed++
+		if len(tr.failures) < 5 {
+			tr.failures = append(tr.failures, err.Error())
+		}
+		return
+	}
+	tr.ok++
+	if _, seen := tr.byState[key]; !seen {
+		tr.order = append(tr.order, key)
+	}
+	tr.byState[key]++
+}
+
+// waitFor waits until at least n handshakes succeeded in states that match.
+func (e *env) waitTraffic(tr *traffic, what string, n int, match func(stateKey) bool) {
+	e.t.Helper()
+	var got int
+	err := lab.WaitFor(e.ctx, waitLimit, func(context.Context) error {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		got = 0
+		for k, c := range tr.byState {
+			if match(k) {
+				got += c
+			}
+		}
+		if got < n {
+			return fmt.Errorf("%d of %d handshakes so far (%d failed overall; first failures: %v)", got, n, tr.failed, tr.failures)
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("waiting for handshakes %s: %v", what, err)
+	}
+	e.logf("  traffic: %d handshakes succeeded %s", got, what)
+}
+
+// statusReport is the part of `meshtrust status -o json` the test checks.
+type statusReport struct {
+	Healthy  bool     `json:"healthy"`
+	Warnings []string `json:"warnings"`
+	Clusters []struct {
+		Context          string   `json:"context"`
+		RootFingerprints []string `json:"rootFingerprints"`
+		Problems         []string `json:"problems"`
+	} `json:"clusters"`
+}
+
+// status runs `meshtrust status` for kind2 and kind3 and requires it to be
+// healthy (exit 0, shared trust, no warning).
+func (e *env) status(extra ...string) statusReport {
+	e.t.Helper()
+	args := append([]string{"status", "--kubeconfig", e.kubeconfig, "--context", "kind2", "--context", "kind3"}, extra...)
+	out, errOut, code := e.cli(append(args, "-o", "json")...)
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		e.t.Fatalf("meshtrust status -o json (exit %d) printed no report: %v\n%s%s", code, err, out, errOut)
+	}
+	if code != 0 || !rep.Healthy {
+		table, _, _ := e.cli(args...)
+		e.t.Fatalf("meshtrust status is not healthy (exit %d):\n%s%s", code, table, errOut)
+	}
+	return rep
+}
