@@ -72,7 +72,7 @@ func (s *Signer) client(ctx context.Context, v issuerView) (*vault.Client, error
 
 func (s *Signer) vaultConfig(ctx context.Context, v issuerView) (vault.Config, error) {
 	spec := v.spec
-	cfg := vault.Config{Address: spec.Server, Namespace: spec.Namespace, CACert: spec.CABundle, Timeout: s.VaultTimeout}
+	cfg := vault.Config{Address: spec.Server, Namespace: spec.Namespace, CACert: spec.CABundle, Timeout: s.VaultTimeout, RootsTTL: s.RootsCacheTTL}
 	if ref := spec.CABundleSecretRef; ref != nil {
 		ca, err := s.secretValue(ctx, v.secretNamespace, *ref, "spec.caBundleSecretRef")
 		if err != nil {

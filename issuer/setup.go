@@ -58,6 +58,10 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// VaultTimeout bounds each HTTP call to Vault.
 	VaultTimeout time.Duration
+	// RootsCacheTTL is how long the list of the mount's live roots, which
+	// becomes ca.crt, is reused before Vault is asked again. A root added
+	// during a rotation reaches ca.crt at the first issuance after it.
+	RootsCacheTTL time.Duration
 	// DisableKubernetesCSR turns off signing of Kubernetes
 	// CertificateSigningRequests (signerName SignerNamePrefix+<name>).
 	DisableKubernetesCSR bool
@@ -76,6 +80,7 @@ func DefaultOptions() Options {
 		MaxRetryDuration:         time.Hour,
 		MaxConcurrentReconciles:  5,
 		VaultTimeout:             30 * time.Second,
+		RootsCacheTTL:            time.Minute,
 	}
 }
 
@@ -98,6 +103,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	if o.VaultTimeout == 0 {
 		o.VaultTimeout = d.VaultTimeout
 	}
+	if o.RootsCacheTTL == 0 {
+		o.RootsCacheTTL = d.RootsCacheTTL
+	}
 	fs.StringVar(&o.ClusterResourceNamespace, "issuer-cluster-resource-namespace", o.ClusterResourceNamespace,
 		"Namespace where VaultClusterIssuers read their Secrets and service accounts.")
 	fs.DurationVar(&o.HealthCheckInterval, "issuer-health-check-interval", o.HealthCheckInterval,
@@ -108,6 +116,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Workers per issuer controller.")
 	fs.DurationVar(&o.VaultTimeout, "issuer-vault-timeout", o.VaultTimeout,
 		"Timeout of each HTTP call to Vault.")
+	fs.DurationVar(&o.RootsCacheTTL, "issuer-roots-cache-ttl", o.RootsCacheTTL,
+		"How long the PKI mount's list of live roots (ca.crt) is reused; a root added in Vault reaches ca.crt at the first issuance after this.")
 	fs.BoolVar(&o.DisableKubernetesCSR, "issuer-disable-kubernetes-csr", o.DisableKubernetesCSR,
 		"Do not sign Kubernetes CertificateSigningRequests (signerName vaultclusterissuers.meshtrust.io/<name>).")
 }
@@ -173,6 +183,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Clock:                    clk,
 		ClusterResourceNamespace: opts.ClusterResourceNamespace,
 		VaultTimeout:             opts.VaultTimeout,
+		RootsCacheTTL:            opts.RootsCacheTTL,
 	}
 	rc := &recheck{client: mgr.GetClient(), interval: opts.HealthCheckInterval, clock: clk, logger: mgr.GetLogger().WithName("issuer-recheck"),
 		issuers: make(chan event.GenericEvent), clusterIssuers: make(chan event.GenericEvent)}

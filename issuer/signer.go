@@ -34,6 +34,9 @@ type Signer struct {
 	// VaultTimeout bounds each Vault HTTP call; zero means the client's
 	// default.
 	VaultTimeout time.Duration
+	// RootsCacheTTL is how long a Vault client keeps the mount's list of
+	// live roots (ca.crt); zero means the client's default of a minute.
+	RootsCacheTTL time.Duration
 }
 
 // Check confirms that Vault answers sys/health, that login works, and that

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +38,6 @@ import (
 	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/e2e/workload"
 	"github.com/meshtrust/meshtrust/internal/pki"
-	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
 // Names the enrol command puts in the YAML it prints, and where Istio reads
@@ -57,10 +55,6 @@ const (
 	// waitLimit bounds every single wait. It is far above what a step needs
 	// so that a loaded 2-core CI machine does not make the test flaky.
 	waitLimit = 2 * time.Minute
-	// recheckAnnotation is touched on a VaultClusterIssuer to make
-	// issuer-lib run the issuer's Check again, which refreshes the issuer's
-	// cached list of Vault's roots.
-	recheckAnnotation = "e2e.meshtrust.io/recheck"
 )
 
 // env is one run: the lab, meshtrust's controllers in each cluster, and the
@@ -311,6 +305,9 @@ func (e *env) startControllers(name string) {
 	opts.InProcess = true
 	opts.MetricsRegistry = prometheus.NewRegistry()
 	opts.Issuer.ClusterResourceNamespace = controllerNS
+	// --issuer-roots-cache-ttl: a root added or retired in Vault reaches
+	// ca.crt at the first issuance a second later, not a minute later.
+	opts.Issuer.RootsCacheTTL = time.Second
 	logger := zap.New(zap.WriteTo(e.logger), zap.UseDevMode(true)).WithValues("cluster", name)
 	opts.Tune = func(o *ctrl.Options) { o.Logger = logger }
 	mctx, cancel := context.WithCancel(context.Background())
@@ -443,22 +440,21 @@ func (e *env) readSource(ctx context.Context, name string) (*sourceBundle, error
 // it into cacerts. accept judges the new ca.crt; when it refuses, the
 // renewal is repeated.
 //
-// Why repeat: the issuer caches the list of Vault's roots for a minute
-// (issuer/vault RootsTTL), so a renewal right after a root was added or
-// removed in Vault may still carry the old list. Touching the
-// VaultClusterIssuer makes issuer-lib run its Check, which refreshes that
-// cache; the Check runs asynchronously, so the first renewal may still race
-// it.
+// Why repeat: the issuer caches the list of Vault's roots for
+// --issuer-roots-cache-ttl (a second here), so a renewal right after a root
+// was added or removed in Vault may still carry the old list; the next one,
+// past the cache's lifetime, carries the new list.
 func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState {
 	e.t.Helper()
 	c := e.lab.Cluster(name)
-	const attempts = 5
+	// Each renewal takes a fraction of a second, so this many outlast the
+	// one-second cache many times over, yet not a one-minute one.
+	const attempts = 30
 	for attempt := 1; ; attempt++ {
 		before, err := e.readSource(e.ctx, name)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		e.touchIssuer(name)
 		rev := e.revision(name)
 		if err := triggerRenewal(e.ctx, c); err != nil {
 			e.t.Fatalf("renewing %s's intermediate: %v", name, err)
@@ -506,22 +502,6 @@ func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState
 		})
 		e.logf("  renewed %s: ca.crt %v -> %s", name, e.names(src.Roots), e.describe(got))
 		return got
-	}
-}
-
-// touchIssuer changes an annotation of the cluster's VaultClusterIssuer,
-// which makes issuer-lib reconcile it and run the issuer's Check.
-func (e *env) touchIssuer(name string) {
-	e.t.Helper()
-	c := e.lab.Cluster(name)
-	var vci v1alpha1.VaultClusterIssuer
-	if err := c.Client.Get(e.ctx, client.ObjectKey{Name: clusterIssuer}, &vci); err != nil {
-		e.t.Fatal(err)
-	}
-	patch := client.MergeFrom(vci.DeepCopy())
-	metav1.SetMetaDataAnnotation(&vci.ObjectMeta, recheckAnnotation, strconv.FormatInt(time.Now().UnixNano(), 10))
-	if err := c.Client.Patch(e.ctx, &vci, patch); err != nil {
-		e.t.Fatalf("touching VaultClusterIssuer %s in %s: %v", clusterIssuer, name, err)
 	}
 }
 
