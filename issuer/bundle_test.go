@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
@@ -19,16 +20,16 @@ func decodeAll(t *testing.T, b []byte) []*x509.Certificate {
 }
 
 func TestSplitResponse(t *testing.T) {
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	start := now.Add(-time.Hour)
-	root := newCert(t, "root", true, newKey(t), nil, start, 24*time.Hour)
-	newRoot := newCert(t, "root 2", true, newKey(t), nil, start.Add(time.Minute), 48*time.Hour)
-	expiredRoot := newCert(t, "old root", true, newKey(t), nil, start.Add(-72*time.Hour), time.Hour)
-	vaultInt := newCert(t, "vault intermediate", true, newKey(t), root, start, 12*time.Hour)
-	issued := newCert(t, "east.mesh", true, newKey(t), root, start, 2*time.Hour)
-	issuedByInt := newCert(t, "east.mesh", true, newKey(t), vaultInt, start, 2*time.Hour)
-	stranger := newCert(t, "stranger", true, newKey(t), nil, start, 24*time.Hour)
-	byStranger := newCert(t, "east.mesh", true, newKey(t), stranger, start, 2*time.Hour)
+	root := newCert(t, "root", true, pkitest.ECKey(t), nil, start, 24*time.Hour)
+	newRoot := newCert(t, "root 2", true, pkitest.ECKey(t), nil, start.Add(time.Minute), 48*time.Hour)
+	expiredRoot := newCert(t, "old root", true, pkitest.ECKey(t), nil, start.Add(-72*time.Hour), time.Hour)
+	vaultInt := newCert(t, "vault intermediate", true, pkitest.ECKey(t), root, start, 12*time.Hour)
+	issued := newCert(t, "east.mesh", true, pkitest.ECKey(t), root, start, 2*time.Hour)
+	issuedByInt := newCert(t, "east.mesh", true, pkitest.ECKey(t), vaultInt, start, 2*time.Hour)
+	stranger := newCert(t, "stranger", true, pkitest.ECKey(t), nil, start, 24*time.Hour)
+	byStranger := newCert(t, "east.mesh", true, pkitest.ECKey(t), stranger, start, 2*time.Hour)
 
 	tests := []struct {
 		name       string
@@ -40,30 +41,30 @@ func TestSplitResponse(t *testing.T) {
 	}{
 		{
 			name:      "root-signed, root in ca_chain",
-			resp:      vault.SignResponse{Certificate: issued.cert, CAChain: []*x509.Certificate{root.cert}},
-			wantChain: []*x509.Certificate{issued.cert}, wantRoots: []*x509.Certificate{root.cert},
+			resp:      vault.SignResponse{Certificate: issued.Cert, CAChain: []*x509.Certificate{root.Cert}},
+			wantChain: []*x509.Certificate{issued.Cert}, wantRoots: []*x509.Certificate{root.Cert},
 		},
 		{
 			name:       "intermediate issuer, root missing from ca_chain: fetched from the mount",
-			resp:       vault.SignResponse{Certificate: issuedByInt.cert, CAChain: []*x509.Certificate{vaultInt.cert}},
-			mountRoots: []*x509.Certificate{root.cert},
-			wantChain:  []*x509.Certificate{issuedByInt.cert, vaultInt.cert}, wantRoots: []*x509.Certificate{root.cert},
+			resp:       vault.SignResponse{Certificate: issuedByInt.Cert, CAChain: []*x509.Certificate{vaultInt.Cert}},
+			mountRoots: []*x509.Certificate{root.Cert},
+			wantChain:  []*x509.Certificate{issuedByInt.Cert, vaultInt.Cert}, wantRoots: []*x509.Certificate{root.Cert},
 		},
 		{
 			name:       "rotation: signing root first, then every other live root, never an expired one",
-			resp:       vault.SignResponse{Certificate: issued.cert, CAChain: []*x509.Certificate{root.cert}},
-			mountRoots: []*x509.Certificate{newRoot.cert, root.cert, expiredRoot.cert},
-			wantChain:  []*x509.Certificate{issued.cert}, wantRoots: []*x509.Certificate{root.cert, newRoot.cert},
+			resp:       vault.SignResponse{Certificate: issued.Cert, CAChain: []*x509.Certificate{root.Cert}},
+			mountRoots: []*x509.Certificate{newRoot.Cert, root.Cert, expiredRoot.Cert},
+			wantChain:  []*x509.Certificate{issued.Cert}, wantRoots: []*x509.Certificate{root.Cert, newRoot.Cert},
 		},
 		{
 			name:    "no root known anywhere",
-			resp:    vault.SignResponse{Certificate: issuedByInt.cert, CAChain: []*x509.Certificate{vaultInt.cert}},
+			resp:    vault.SignResponse{Certificate: issuedByInt.Cert, CAChain: []*x509.Certificate{vaultInt.Cert}},
 			wantErr: "no live self-signed root",
 		},
 		{
 			name:       "chain does not verify to any root",
-			resp:       vault.SignResponse{Certificate: byStranger.cert},
-			mountRoots: []*x509.Certificate{root.cert},
+			resp:       vault.SignResponse{Certificate: byStranger.Cert},
+			mountRoots: []*x509.Certificate{root.Cert},
 			wantErr:    "does not chain to any",
 		},
 	}
@@ -108,24 +109,24 @@ func assertCerts(t *testing.T, what string, got, want []*x509.Certificate) {
 }
 
 func TestPublicKeyMatches(t *testing.T) {
-	key := newKey(t)
-	csr, err := ParseCSR(newCSR(t, key, "x"))
+	key := pkitest.ECKey(t)
+	csr, err := ParseCSR(pkitest.URICSR(t, key, "x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	same := newCert(t, "x", false, key, nil, now, time.Hour)
-	other := newCert(t, "x", false, newKey(t), nil, now, time.Hour)
-	if !PublicKeyMatches(same.cert, csr) {
+	other := newCert(t, "x", false, pkitest.ECKey(t), nil, now, time.Hour)
+	if !PublicKeyMatches(same.Cert, csr) {
 		t.Error("the CSR's own key does not match")
 	}
-	if PublicKeyMatches(other.cert, csr) {
+	if PublicKeyMatches(other.Cert, csr) {
 		t.Error("another key matches")
 	}
 }
 
 func TestTruncation(t *testing.T) {
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	// Vault backdates NotBefore by 30s, so a full grant is TTL+30s.
 	backdated := now.Add(-30 * time.Second)
 	tests := []struct {
@@ -141,8 +142,8 @@ func TestTruncation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCert(t, "x", false, newKey(t), nil, backdated, tc.life)
-			granted, got := Truncation(c.cert, tc.requested)
+			c := newCert(t, "x", false, pkitest.ECKey(t), nil, backdated, tc.life)
+			granted, got := Truncation(c.Cert, tc.requested)
 			if got != tc.want || granted != tc.life {
 				t.Fatalf("Truncation = (%s, %v), want (%s, %v)", granted, got, tc.life, tc.want)
 			}

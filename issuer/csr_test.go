@@ -7,10 +7,12 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
 
 func TestParseCSR(t *testing.T) {
-	good := newCSR(t, newKey(t), "east.mesh", "spiffe://east.mesh")
+	good := pkitest.URICSR(t, pkitest.ECKey(t), "east.mesh", "spiffe://east.mesh")
 	block, _ := pem.Decode(good)
 	tampered := append([]byte(nil), block.Bytes...)
 	// The last bytes are the signature; flipping one breaks it.
@@ -29,8 +31,8 @@ func TestParseCSR(t *testing.T) {
 		{name: "wrong PEM type", in: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes}), wantErr: `is "CERTIFICATE"`},
 		{name: "garbage DER", in: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: []byte{1, 2, 3}}), wantErr: "does not parse"},
 		{name: "bad signature", in: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: tampered}), wantErr: "signature does not verify"},
-		{name: "weak RSA", in: newCSR(t, weakRSAKey(t), "x"), wantErr: "RSA key has 1024 bits"},
-		{name: "weak curve", in: newCSR(t, p224, "x"), wantErr: "curve P-224"},
+		{name: "weak RSA", in: pkitest.URICSR(t, weakRSAKey(t), "x"), wantErr: "RSA key has 1024 bits"},
+		{name: "weak curve", in: pkitest.URICSR(t, p224, "x"), wantErr: "curve P-224"},
 		{name: "oversized", in: make([]byte, maxCSRBytes+1), wantErr: "over the"},
 	}
 	for _, tc := range tests {
@@ -50,7 +52,7 @@ func TestParseCSR(t *testing.T) {
 }
 
 func FuzzParseCSR(f *testing.F) {
-	f.Add(newCSR(f, newKey(f), "east.mesh", "spiffe://east.mesh"))
+	f.Add(pkitest.URICSR(f, pkitest.ECKey(f), "east.mesh", "spiffe://east.mesh"))
 	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		csr, err := ParseCSR(b)

@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
@@ -29,9 +29,9 @@ import (
 // 30s before issuance.
 func issuedPEM(t *testing.T, life time.Duration) []byte {
 	t.Helper()
-	now := randomNow(t)
-	c := newCert(t, "issued", false, newKey(t), nil, now.Add(-30*time.Second), life+30*time.Second)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+	now := pkitest.RandomNow(t)
+	c := newCert(t, "issued", false, pkitest.ECKey(t), nil, now.Add(-30*time.Second), life+30*time.Second)
+	return c.PEM()
 }
 
 type crOption func(*cmapi.CertificateRequest)
@@ -159,7 +159,7 @@ func TestLifetimeReconcile(t *testing.T) {
 			return server.SubResource(sub).Apply(ctx, obj, opts...)
 		},
 	})
-	now := randomNow(t)
+	now := pkitest.RandomNow(t)
 	rec := events.NewFakeRecorder(10)
 	r := &lifetimeReconciler{client: cache, live: server, recorder: rec, clock: clocktesting.NewFakeClock(now),
 		newObject: func() client.Object { return &cmapi.CertificateRequest{} }}

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
 func TestBuildSignRequest(t *testing.T) {
-	key := newKey(t)
-	caCSR := newCSR(t, key, "east.mesh intermediate", "spiffe://east.mesh")
-	leafCSR := newCSR(t, key, "", "spiffe://east.mesh/ns/a/sa/b")
+	key := pkitest.ECKey(t)
+	caCSR := pkitest.URICSR(t, key, "east.mesh intermediate", "spiffe://east.mesh")
+	leafCSR := pkitest.URICSR(t, key, "", "spiffe://east.mesh/ns/a/sa/b")
 	withTD := func(td string, maxPath int32) *v1alpha1.VaultIssuerSpec {
 		return &v1alpha1.VaultIssuerSpec{
 			PKI:          v1alpha1.PKISpec{Mount: "pki_int", Role: "workloads"},
@@ -53,8 +54,8 @@ func TestBuildSignRequest(t *testing.T) {
 		},
 		{name: "CA request without intermediate settings", spec: &v1alpha1.VaultIssuerSpec{}, csr: caCSR, isCA: true, wantField: "spec.intermediate.trustDomain"},
 		{name: "CA request for another trust domain", spec: withTD("west.mesh", 0), csr: caCSR, isCA: true, wantField: "spec.request"},
-		{name: "CA request with a path", spec: withTD("east.mesh", 0), csr: newCSR(t, key, "x", "spiffe://east.mesh/ns"), isCA: true, wantField: "spec.request"},
-		{name: "CA request without common name", spec: withTD("east.mesh", 0), csr: newCSR(t, key, "", "spiffe://east.mesh"), isCA: true, wantField: "spec.request"},
+		{name: "CA request with a path", spec: withTD("east.mesh", 0), csr: pkitest.URICSR(t, key, "x", "spiffe://east.mesh/ns"), isCA: true, wantField: "spec.request"},
+		{name: "CA request without common name", spec: withTD("east.mesh", 0), csr: pkitest.URICSR(t, key, "", "spiffe://east.mesh"), isCA: true, wantField: "spec.request"},
 		{
 			name: "leaf request", spec: withTD("east.mesh", 0), csr: leafCSR,
 			wantPath: "pki_int/sign/workloads",
@@ -66,7 +67,7 @@ func TestBuildSignRequest(t *testing.T) {
 		{
 			name: "leaf request to a named issuer and default mount",
 			spec: &v1alpha1.VaultIssuerSpec{PKI: v1alpha1.PKISpec{IssuerRef: "int", Role: "web"}},
-			csr:  newCSR(t, key, "web"), wantPath: "pki/issuer/int/sign/web",
+			csr:  pkitest.URICSR(t, key, "web"), wantPath: "pki/issuer/int/sign/web",
 			wantBody: map[string]any{"common_name": "web", "format": "pem", "exclude_cn_from_sans": true, "ttl": "7200s"},
 		},
 		{name: "leaf request without role", spec: &v1alpha1.VaultIssuerSpec{}, csr: leafCSR, wantField: "spec.pki.role"},

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
@@ -52,7 +53,7 @@ const (
 // against the real Vault in e2e/issuer.
 type fakePKI struct {
 	t     *testing.T
-	root  *testCA
+	root  *pkitest.Cert
 	now   time.Time
 	fault pkiFault
 	// clientToken is what a successful login hands out.
@@ -66,7 +67,7 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(body)
 	}
-	rootPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.root.cert.Raw}))
+	rootPEM := string(f.root.PEM())
 	if f.fault == faultSealed && r.URL.Path != "/v1/sys/health" {
 		write(http.StatusServiceUnavailable, map[string]any{"errors": []string{"Vault is sealed"}})
 		return
@@ -103,7 +104,7 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ttl, _ := time.ParseDuration(body.TTL)
 		pub := csr.PublicKey
 		if f.fault == faultWrongKey {
-			pub = newKey(f.t).Public()
+			pub = pkitest.ECKey(f.t).Public()
 		}
 		if f.fault == faultTruncate {
 			ttl /= 2
@@ -126,7 +127,7 @@ func (f *fakePKI) issue(pub crypto.PublicKey, ttl time.Duration) []byte {
 		SerialNumber: serial, NotBefore: f.now.Add(-30 * time.Second), NotAfter: f.now.Add(ttl),
 		BasicConstraintsValid: true, IsCA: true, KeyUsage: x509.KeyUsageCertSign,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.root.cert, pub, f.root.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.root.Cert, pub, f.root.Key)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clocktesting.NewFakeClock(randomNow(t))
+	clk := clocktesting.NewFakeClock(pkitest.RandomNow(t))
 	logs := &bytes.Buffer{}
 	var logMu sync.Mutex
 	logger := funcr.New(func(prefix, args string) {
@@ -233,11 +234,11 @@ func TestSignFaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			now := randomNow(t)
-			fp := &fakePKI{t: t, root: newCert(t, "root", true, newKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: tc.fault, clientToken: secretClient}
+			now := pkitest.RandomNow(t)
+			fp := &fakePKI{t: t, root: newCert(t, "root", true, pkitest.ECKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: tc.fault, clientToken: secretClient}
 			srv := httptest.NewServer(fp)
 			defer srv.Close()
-			cr := caCR(newCSR(t, newKey(t), "east.mesh ca", "spiffe://east.mesh"), 4*time.Hour)
+			cr := caCR(pkitest.URICSR(t, pkitest.ECKey(t), "east.mesh ca", "spiffe://east.mesh"), 4*time.Hour)
 			h := newHarness(t, cr)
 			h.signer.Clock = clocktesting.NewFakeClock(now)
 			iss := testIssuer(srv.URL, tc.auth)
@@ -260,7 +261,7 @@ func TestSignFaults(t *testing.T) {
 			}
 			if err == nil {
 				roots := decodeAll(t, bundle.CAPEM)
-				if len(roots) != 1 || !roots[0].Equal(fp.root.cert) {
+				if len(roots) != 1 || !roots[0].Equal(fp.root.Cert) {
 					t.Fatal("ca.crt is not the root")
 				}
 			}
@@ -296,8 +297,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	tokenAuth := v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "token"}}
 	for _, fault := range []pkiFault{faultNone, faultDenied, faultBadLogin, faultSealed, faultWrongKey} {
 		for _, auth := range []v1alpha1.VaultAuth{appRoleAuth, tokenAuth} {
-			now := randomNow(t)
-			fp := &fakePKI{t: t, root: newCert(t, "root", true, newKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: fault, clientToken: secretClient}
+			now := pkitest.RandomNow(t)
+			fp := &fakePKI{t: t, root: newCert(t, "root", true, pkitest.ECKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: fault, clientToken: secretClient}
 			srv := httptest.NewServer(fp)
 			h := newHarness(t)
 			iss := testIssuer(srv.URL, auth)
@@ -305,7 +306,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			if err := h.signer.Check(h.ctx, iss); err != nil {
 				texts = append(texts, err.Error())
 			}
-			if _, err := h.signer.Sign(h.ctx, caRequest(t, newCSR(t, newKey(t), "east.mesh ca", "spiffe://east.mesh"), time.Hour), iss); err != nil {
+			if _, err := h.signer.Sign(h.ctx, caRequest(t, pkitest.URICSR(t, pkitest.ECKey(t), "east.mesh ca", "spiffe://east.mesh"), time.Hour), iss); err != nil {
 				texts = append(texts, err.Error())
 			}
 			srv.Close()

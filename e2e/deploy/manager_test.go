@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 )
 
 // managerSpec says how to run one in-process meshtrust-controller: the
@@ -133,17 +134,9 @@ func (r *running) failed() error {
 // syncs is how many syncer reconciles this manager finished.
 func (r *running) syncs(t *testing.T) float64 {
 	t.Helper()
-	mfs, err := r.registry.Gather()
+	n, err := mesh.CounterTotal(r.registry, "meshtrust_cacerts_sync_total")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var n float64
-	for _, mf := range mfs {
-		if mf.GetName() == "meshtrust_cacerts_sync_total" {
-			for _, m := range mf.GetMetric() {
-				n += m.GetCounter().GetValue()
-			}
-		}
 	}
 	return n
 }

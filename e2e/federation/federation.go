@@ -5,7 +5,6 @@
 package federation
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -24,38 +23,16 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
-
-	controllerapp "github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
-	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/e2e/workload"
 	"github.com/meshtrust/meshtrust/internal/pki"
 )
 
-// The names the enrol command puts in the YAML it prints, and where Istio
-// reads its CA.
-const (
-	istioNamespace     = "istio-system"
-	controllerNS       = "meshtrust-system"
-	controllerSA       = "meshtrust-controller"
-	intermediateCert   = "istio-ca"
-	cacertsSecret      = "cacerts"
-	workloadTTL        = time.Hour
-	rotationHandshakes = 10
-)
+// rotationHandshakes is how many handshakes the live rotation needs on the
+// old intermediate before it renews, and on the new one after.
+const rotationHandshakes = 10
 
 // Config says where the story prints and writes.
 type Config struct {
@@ -109,23 +86,23 @@ func (r *Result) WriteSummary(w io.Writer) {
 }
 
 type story struct {
-	cfg        Config
-	began      time.Time
-	lab        *lab.Lab
-	kubeconfig string
-	vaultEnv   map[string]string
-	result     Result
-	managers   []context.CancelFunc
-	managerErr chan error
+	cfg      Config
+	began    time.Time
+	lab      *lab.Lab
+	owner    *mesh.CLI
+	result   Result
+	managers []*mesh.Controllers
 }
 
 // Run tells the story. It returns an error only when the story could not
 // be told at all; a claim that does not hold is a failed Check.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	s := &story{cfg: cfg, began: time.Now(), managerErr: make(chan error, 8)}
+	s := &story{cfg: cfg, began: time.Now()}
 	err := s.run(ctx)
-	for _, stop := range s.managers {
-		stop()
+	for _, m := range s.managers {
+		// An error stopping is not a claim of the story; one that stopped
+		// the controllers early shows in waitCACerts.
+		_ = m.Stop()
 	}
 	if s.lab != nil {
 		err = errors.Join(err, s.lab.Stop())
@@ -150,15 +127,9 @@ func (s *story) run(ctx context.Context) error {
 		s.say("  memory (RSS): %d server processes %d MiB; this process, with 3 in-process cert-managers, %d MiB",
 			len(servers), lab.ResidentBytes(servers...)/mib, lab.ResidentBytes(os.Getpid())/mib)
 	}
-	configs := map[string]*rest.Config{}
-	for _, c := range l.Clusters {
-		configs[c.Name] = c.Config
-	}
-	s.kubeconfig = filepath.Join(s.cfg.Dir, "kubeconfig")
-	if err := lab.WriteKubeconfig(s.kubeconfig, configs, "kind1"); err != nil {
+	if s.owner, err = mesh.NewCLI(l, "kind1"); err != nil {
 		return err
 	}
-	s.vaultEnv = map[string]string{"VAULT_ADDR": l.Vault.Addr, "VAULT_TOKEN": l.Vault.RootToken, "HOME": s.cfg.Dir}
 
 	s.say("before federation: each cluster runs its own self-signed CA (istiod's default)")
 	s.beforeFederation(ctx)
@@ -212,13 +183,11 @@ func (s *story) check(name string, err error, detail string) {
 	s.say("  check %-48s %s: %s", name, verdict, c.Detail)
 }
 
-// cli runs `meshtrust args...` in-process, as the Vault owner would.
+// cli runs `meshtrust args...` in-process, as the Vault owner would, and
+// returns its standard output followed by its standard error.
 func (s *story) cli(ctx context.Context, args ...string) (string, int) {
-	var out, errOut bytes.Buffer
-	env := s.vaultEnv
-	code := cliapp.Main(ctx, args, cliapp.Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
-		cliapp.WithGetenv(func(k string) string { return env[k] }))
-	return out.String() + errOut.String(), code
+	out, errOut, code := s.owner.Run(ctx, args...)
+	return out + errOut, code
 }
 
 // beforeFederation shows the problem: two clusters whose CAs are their
@@ -243,83 +212,30 @@ func (s *story) beforeFederation(ctx context.Context) {
 func (s *story) enrol(ctx context.Context, name string) error {
 	c := s.lab.Cluster(name)
 	s.say("meshtrust vault enroll --cluster %s --trust-domain %s (Kubernetes auth against %s's own API server)", name, name, name)
-	out, code := s.cli(ctx, "vault", "enroll", "--cluster", name, "--trust-domain", name,
-		"--kubeconfig", s.kubeconfig, "--context", name)
+	// Only standard output is YAML; standard error says what was done.
+	out, errOut, code := s.owner.Run(ctx, "vault", "enroll", "--cluster", name, "--trust-domain", name,
+		"--kubeconfig", s.owner.Kubeconfig, "--context", name)
 	if code != 0 {
-		return fmt.Errorf("enrolling %s failed (exit %d): %s", name, code, out)
+		return fmt.Errorf("enrolling %s failed (exit %d): %s", name, code, out+errOut)
 	}
-	for _, ns := range []string{controllerNS, istioNamespace} {
-		if err := c.EnsureNamespace(ctx, ns); err != nil {
-			return err
-		}
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: controllerNS, Name: controllerSA}}
-	if err := c.Client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating the controller's ServiceAccount in %s: %w", name, err)
-	}
-	applied, err := apply(ctx, c.Client, out)
+	applied, err := mesh.InstallEnrollment(ctx, c, out)
 	if err != nil {
-		return fmt.Errorf("applying the YAML enroll printed for %s: %w", name, err)
+		return err
 	}
 	s.say("  applied %s", strings.Join(applied, ", "))
-	return s.startControllers(ctx, c)
-}
-
-func (s *story) startControllers(ctx context.Context, c *lab.Cluster) error {
-	opts := controllerapp.DefaultOptions()
-	opts.InProcess = true
-	opts.MetricsRegistry = prometheus.NewRegistry()
-	opts.Issuer.ClusterResourceNamespace = controllerNS
-	logger := s.cfg.Logger.WithValues("cluster", c.Name)
-	opts.Tune = func(o *ctrl.Options) { o.Logger = logger }
-	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	mgr, err := controllerapp.NewManager(mctx, c.Config, opts)
+	m, err := mesh.StartControllers(ctx, c, mesh.ControllerOptions(s.cfg.Logger.WithValues("cluster", c.Name)))
 	if err != nil {
-		cancel()
-		return fmt.Errorf("building meshtrust's controllers for %s: %w", c.Name, err)
+		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mctx); err != nil {
-			s.managerErr <- fmt.Errorf("meshtrust's controllers in %s: %w", c.Name, err)
-		}
-	}()
-	s.managers = append(s.managers, func() { cancel(); <-done })
+	s.managers = append(s.managers, m)
 	s.say("  meshtrust issuer and syncer running for %s", c.Name)
 	return nil
 }
 
-// apply creates every object of a multi-document YAML stream.
-func apply(ctx context.Context, c client.Client, yamlText string) ([]string, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(yamlText), 4096)
-	var applied []string
-	for {
-		var obj unstructured.Unstructured
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return applied, err
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := c.Create(ctx, &obj); err != nil && !apierrors.IsAlreadyExists(err) {
-			return applied, fmt.Errorf("creating %s %s: %w", obj.GetKind(), obj.GetName(), err)
-		}
-		applied = append(applied, obj.GetKind()+"/"+obj.GetName())
-	}
-	if len(applied) == 0 {
-		return nil, errors.New("no objects in the YAML")
-	}
-	return applied, nil
-}
-
 // readCACerts reads a cluster's cacerts straight from its API server.
 func (s *story) readCACerts(ctx context.Context, name string) (*workload.CA, error) {
-	var secret corev1.Secret
-	if err := s.lab.Cluster(name).Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: cacertsSecret}, &secret); err != nil {
+	secret, err := mesh.CACerts(ctx, s.lab.Cluster(name))
+	if err != nil {
 		return nil, err
 	}
 	return workload.LoadCA(secret.Data)
@@ -339,10 +255,9 @@ func (s *story) waitCACerts(ctx context.Context, names ...string) (map[string]*w
 		return nil
 	})
 	if err != nil {
-		select {
-		case managerErr := <-s.managerErr:
-			err = errors.Join(err, managerErr)
-		default:
+		// Controllers that stopped early say why no cacerts came.
+		for _, m := range s.managers {
+			err = errors.Join(err, m.Exited())
 		}
 		return nil, fmt.Errorf("waiting for cacerts: %w", err)
 	}
@@ -376,7 +291,7 @@ func rootOf(ca *workload.CA) *x509.Certificate {
 // status prints `meshtrust status` for the given contexts and checks it
 // exits 0 (everything healthy, the trust matrix all yes).
 func (s *story) status(ctx context.Context, names ...string) {
-	args := []string{"status", "--kubeconfig", s.kubeconfig}
+	args := []string{"status", "--kubeconfig", s.owner.Kubeconfig}
 	for _, n := range names {
 		args = append(args, "--context", n)
 	}
@@ -396,11 +311,11 @@ func (s *story) handshake(ctx context.Context, a, b *workload.CA) (workload.Seen
 	productpage := workload.SPIFFEID("kind2", "default", "bookinfo-productpage")
 	reviews := workload.SPIFFEID("kind3", "default", "bookinfo-reviews")
 	now := time.Now()
-	client, err := workload.Issue(a, productpage, now, workloadTTL)
+	client, err := workload.Issue(a, productpage, now, mesh.WorkloadTTL)
 	if err != nil {
 		return workload.Seen{}, err
 	}
-	server, err := workload.Issue(b, reviews, now, workloadTTL)
+	server, err := workload.Issue(b, reviews, now, mesh.WorkloadTTL)
 	if err != nil {
 		return workload.Seen{}, err
 	}
@@ -422,7 +337,7 @@ func (s *story) crossClusterMTLS(ctx context.Context, kind2, kind3 *workload.CA)
 func (s *story) isolation(kind2, kind3 *workload.CA) {
 	s.say("isolation: kind2's intermediate signs a certificate claiming a kind3 identity")
 	forged := workload.SPIFFEID("kind3", "default", "bookinfo-reviews")
-	cert, err := workload.Issue(kind2, forged, time.Now(), workloadTTL)
+	cert, err := workload.Issue(kind2, forged, time.Now(), mesh.WorkloadTTL)
 	if err != nil {
 		s.check("name constraint stops a forged identity", err, "")
 		return
@@ -500,7 +415,7 @@ func (s *story) rotate(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.triggerRenewal(ctx, "kind2"); err != nil {
+	if err := mesh.TriggerRenewal(ctx, s.lab.Cluster("kind2"), 30*time.Second, "the meshtrust demo"); err != nil {
 		return err
 	}
 	select {
@@ -522,21 +437,6 @@ func (s *story) rotate(ctx context.Context) error {
 	s.check("live rotation, zero failed handshakes", checkErr,
 		fmt.Sprintf("%d handshakes, %d failed, %d on the new intermediate", counts.ok+counts.failed, counts.failed, counts.afterChange))
 	return nil
-}
-
-// triggerRenewal does what `cmctl renew` does: it sets the Certificate's
-// Issuing condition, and cert-manager issues a new revision.
-func (s *story) triggerRenewal(ctx context.Context, name string) error {
-	c := s.lab.Cluster(name)
-	return lab.WaitFor(ctx, 30*time.Second, func(ctx context.Context) error {
-		var crt cmapi.Certificate
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: intermediateCert}, &crt); err != nil {
-			return err
-		}
-		apiutil.SetCertificateCondition(&crt, crt.Generation, cmapi.CertificateConditionIssuing, cmmeta.ConditionTrue,
-			"ManuallyTriggered", "Certificate re-issuance manually triggered by the meshtrust demo")
-		return c.Client.Status().Update(ctx, &crt)
-	})
 }
 
 // lateJoin enrols kind1 last: it must gain trust without disturbing the
@@ -579,7 +479,7 @@ func (s *story) lateJoin(ctx context.Context) error {
 
 func (s *story) export(ctx context.Context) {
 	s.say("meshtrust status --export %s", s.cfg.ExportDir)
-	out, code := s.cli(ctx, "status", "--kubeconfig", s.kubeconfig, "--context", "kind1", "--context", "kind2", "--context", "kind3",
+	out, code := s.cli(ctx, "status", "--kubeconfig", s.owner.Kubeconfig, "--context", "kind1", "--context", "kind2", "--context", "kind3",
 		"--export", s.cfg.ExportDir, "-o", "json")
 	var err error
 	if code != 0 {

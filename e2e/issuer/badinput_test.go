@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
@@ -26,7 +27,7 @@ func TestBadRequests(t *testing.T) {
 		createOrFail(t, e.client, vi)
 		e.waitIssuer(t, vi, metav1.ConditionTrue, "")
 	}
-	good := csrPEM(t, newKey(t), "east", "spiffe://east.mesh")
+	good := pkitest.URICSR(t, pkitest.ECKey(t), "east", "spiffe://east.mesh")
 	block, _ := pem.Decode(good)
 	tampered := append([]byte(nil), block.Bytes...)
 	tampered[len(tampered)-3] ^= 0xff
@@ -41,9 +42,9 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{name: "malformed", issuer: withTD.Name, csr: []byte("-----BEGIN CERTIFICATE REQUEST-----\nnot base64!\n-----END CERTIFICATE REQUEST-----\n"), isCA: true, wantMsg: "spec.request: the CSR is not PEM-encoded"},
 		{name: "bad-signature", issuer: withTD.Name, csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: tampered}), isCA: true, wantMsg: "signature does not verify"},
-		{name: "other-trust-domain", issuer: withTD.Name, csr: csrPEM(t, newKey(t), "west", "spiffe://west.mesh"), isCA: true, wantMsg: `URI SAN "spiffe://west.mesh" is not allowed`},
-		{name: "uri-with-path", issuer: withTD.Name, csr: csrPEM(t, newKey(t), "east", "spiffe://east.mesh/ns/x"), isCA: true, wantMsg: `URI SAN "spiffe://east.mesh/ns/x" is not allowed`},
-		{name: "leaf-other-trust-domain", issuer: withTD.Name, csr: csrPEM(t, newKey(t), "", "spiffe://west.mesh/ns/a/sa/b"), wantMsg: `URI SAN "spiffe://west.mesh/ns/a/sa/b" is not allowed`},
+		{name: "other-trust-domain", issuer: withTD.Name, csr: pkitest.URICSR(t, pkitest.ECKey(t), "west", "spiffe://west.mesh"), isCA: true, wantMsg: `URI SAN "spiffe://west.mesh" is not allowed`},
+		{name: "uri-with-path", issuer: withTD.Name, csr: pkitest.URICSR(t, pkitest.ECKey(t), "east", "spiffe://east.mesh/ns/x"), isCA: true, wantMsg: `URI SAN "spiffe://east.mesh/ns/x" is not allowed`},
+		{name: "leaf-other-trust-domain", issuer: withTD.Name, csr: pkitest.URICSR(t, pkitest.ECKey(t), "", "spiffe://west.mesh/ns/a/sa/b"), wantMsg: `URI SAN "spiffe://west.mesh/ns/a/sa/b" is not allowed`},
 		{name: "ca-without-trust-domain", issuer: noTD.Name, csr: good, isCA: true, wantMsg: "spec.intermediate.trustDomain: is empty"},
 	}
 	crs := map[string]*cmapi.CertificateRequest{}
@@ -110,7 +111,7 @@ func TestBadIssuerSettings(t *testing.T) {
 			Spec: e.spec(v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "token"}}, trustDomain)}
 		createOrFail(t, e.client, vi)
 		e.waitIssuer(t, vi, metav1.ConditionTrue, "")
-		cr := newCR("team-a", "bad-policy", issuerRef(vi.Name), csrPEM(t, newKey(t), "east", "spiffe://east.mesh"), true, time.Hour)
+		cr := newCR("team-a", "bad-policy", issuerRef(vi.Name), pkitest.URICSR(t, pkitest.ECKey(t), "east", "spiffe://east.mesh"), true, time.Hour)
 		createOrFail(t, e.client, cr)
 		cr = e.waitCR(t, cr, cmapi.CertificateRequestReasonPending, "HTTP 403", 60*time.Second)
 		if msg := crReady(cr).Message; !strings.Contains(msg, "permission denied") {
@@ -141,7 +142,7 @@ func TestVaultOutage(t *testing.T) {
 	cond := e.waitIssuer(t, vi, metav1.ConditionFalse, "vault health")
 	t.Logf("issuer while Vault is down: %s: %s", cond.Reason, cond.Message)
 
-	cr := newCR("team-a", "during-outage", issuerRef(vi.Name), csrPEM(t, newKey(t), "east", "spiffe://east.mesh"), true, time.Hour)
+	cr := newCR("team-a", "during-outage", issuerRef(vi.Name), pkitest.URICSR(t, pkitest.ECKey(t), "east", "spiffe://east.mesh"), true, time.Hour)
 	createOrFail(t, e.client, cr)
 	e.waitCR(t, cr, cmapi.CertificateRequestReasonPending, "", 30*time.Second)
 

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
@@ -54,8 +55,8 @@ func BenchmarkIssuer(b *testing.B) {
 	leafCSRs := make([][]byte, benchRequests)
 	caCSRs := make([][]byte, benchRequests)
 	for i := range benchRequests {
-		leafCSRs[i] = csrPEM(b, newKey(b), "", fmt.Sprintf("spiffe://%s/ns/bench/sa/s%d", trustDomain, i))
-		caCSRs[i] = csrPEM(b, newKey(b), fmt.Sprintf("east.mesh intermediate %d", i), "spiffe://"+trustDomain)
+		leafCSRs[i] = pkitest.URICSR(b, pkitest.ECKey(b), "", fmt.Sprintf("spiffe://%s/ns/bench/sa/s%d", trustDomain, i))
+		caCSRs[i] = pkitest.URICSR(b, pkitest.ECKey(b), fmt.Sprintf("east.mesh intermediate %d", i), "spiffe://"+trustDomain)
 	}
 	wcfg := *e.cluster.Config
 	wcfg.QPS, wcfg.Burst = 1000, 2000

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
@@ -128,7 +129,7 @@ func TestClusterIssuerIntermediate(t *testing.T) {
 
 	// One login serves many requests: 50 leaves from the same issuer.
 	for i := range 50 {
-		cr := newCR("team-a", fmt.Sprintf("leaf-%d", i), clusterIssuerRef("east"), csrPEM(t, newKey(t), "", fmt.Sprintf("spiffe://east.mesh/ns/a/sa/s%d", i)), false, 30*time.Minute)
+		cr := newCR("team-a", fmt.Sprintf("leaf-%d", i), clusterIssuerRef("east"), pkitest.URICSR(t, pkitest.ECKey(t), "", fmt.Sprintf("spiffe://east.mesh/ns/a/sa/s%d", i)), false, 30*time.Minute)
 		createOrFail(t, e.client, cr)
 	}
 	for i := range 50 {
@@ -164,7 +165,7 @@ func signLeaf(t *testing.T, ca *x509.Certificate, caKey any, uri string) *x509.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	leafKey := newKey(t)
+	leafKey := pkitest.ECKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{},
 		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
@@ -211,8 +212,8 @@ func TestAuthMethods(t *testing.T) {
 			vi := &v1alpha1.VaultIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "auth-" + tc.name}, Spec: e.spec(tc.auth, trustDomain)}
 			createOrFail(t, e.client, vi)
 			e.waitIssuer(t, vi, metav1.ConditionTrue, "")
-			key := newKey(t)
-			cr := newCR("team-a", "auth-"+tc.name, issuerRef(vi.Name), csrPEM(t, key, "", "spiffe://east.mesh/ns/team-a/sa/"+tc.name), false, 30*time.Minute)
+			key := pkitest.ECKey(t)
+			cr := newCR("team-a", "auth-"+tc.name, issuerRef(vi.Name), pkitest.URICSR(t, key, "", "spiffe://east.mesh/ns/team-a/sa/"+tc.name), false, 30*time.Minute)
 			createOrFail(t, e.client, cr)
 			e.waitCR(t, cr, cmapi.CertificateRequestReasonIssued, "", 60*time.Second)
 			leaf := parseCerts(t, cr.Status.Certificate)[0]
@@ -234,11 +235,11 @@ func TestKubernetesCSR(t *testing.T) {
 		createOrFail(t, e.client, ci)
 	}
 	e.waitIssuer(t, ci, metav1.ConditionTrue, "")
-	key := newKey(t)
+	key := pkitest.ECKey(t)
 	csr := &certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-csr", Annotations: map[string]string{"experimental.cert-manager.io/request-duration": "30m"}},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    csrPEM(t, key, "", "spiffe://east.mesh/ns/kube/sa/csr"),
+			Request:    pkitest.URICSR(t, key, "", "spiffe://east.mesh/ns/kube/sa/csr"),
 			SignerName: issuer.SignerNamePrefix + "east",
 			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 		},
@@ -276,7 +277,7 @@ func TestLifetimeTruncation(t *testing.T) {
 	createOrFail(t, e.client, vi)
 	e.waitIssuer(t, vi, metav1.ConditionTrue, "")
 	signedBefore := e.counter(t, "meshtrust_issuer_certificates_signed_total", map[string]string{"kind": "leaf"})
-	cr := newCR("team-a", "truncated", issuerRef(vi.Name), csrPEM(t, newKey(t), "", "spiffe://east.mesh/ns/a/sa/t"), false, 3*time.Hour)
+	cr := newCR("team-a", "truncated", issuerRef(vi.Name), pkitest.URICSR(t, pkitest.ECKey(t), "", "spiffe://east.mesh/ns/a/sa/t"), false, 3*time.Hour)
 	createOrFail(t, e.client, cr)
 	e.waitCR(t, cr, cmapi.CertificateRequestReasonIssued, "", 60*time.Second)
 	eventually(t, 30*time.Second, "LifetimeTruncated condition", func() (bool, string) {

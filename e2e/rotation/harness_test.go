@@ -18,13 +18,8 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -33,25 +28,18 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 
-	controllerapp "github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
-	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/e2e/workload"
 	"github.com/meshtrust/meshtrust/internal/pki"
 )
 
-// Names the enrol command puts in the YAML it prints, and where Istio reads
-// its CA.
+// Names the enrol command puts in the YAML it prints, besides those in
+// package mesh.
 const (
-	istioNamespace = "istio-system"
-	controllerNS   = "meshtrust-system"
-	controllerSA   = "meshtrust-controller"
-	certName       = "istio-ca"
-	sourceSecret   = "meshtrust-istio-ca"
-	cacertsSecret  = "cacerts"
-	clusterIssuer  = "meshtrust-vault"
-	pkiMount       = "pki"
-	workloadTTL    = time.Hour
+	sourceSecret  = "meshtrust-istio-ca"
+	clusterIssuer = "meshtrust-vault"
+	pkiMount      = "pki"
 	// waitLimit bounds every single wait. It is far above what a step needs
 	// so that a loaded 2-core CI machine does not make the test flaky.
 	waitLimit = 2 * time.Minute
@@ -64,8 +52,8 @@ type env struct {
 	ctx        context.Context
 	lab        *lab.Lab
 	vault      *vaultapi.Client
+	owner      *mesh.CLI
 	kubeconfig string
-	cliEnv     map[string]string
 	began      time.Time
 	logger     io.Writer
 
@@ -82,15 +70,11 @@ func newEnv(t *testing.T, clusters ...string) *env {
 	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{}}
 	e.logf("lab up: Vault %s, clusters %s", l.Vault.Addr, strings.Join(clusters, ", "))
 
-	configs := map[string]*rest.Config{}
-	for _, c := range l.Clusters {
-		configs[c.Name] = c.Config
-	}
-	e.kubeconfig = filepath.Join(l.Dir, "kubeconfig")
-	if err := lab.WriteKubeconfig(e.kubeconfig, configs, clusters[0]); err != nil {
+	owner, err := mesh.NewCLI(l, clusters[0])
+	if err != nil {
 		t.Fatal(err)
 	}
-	e.cliEnv = map[string]string{"VAULT_ADDR": l.Vault.Addr, "VAULT_TOKEN": l.Vault.RootToken, "HOME": l.Dir}
+	e.owner, e.kubeconfig = owner, owner.Kubeconfig
 	vc, err := l.Vault.Client()
 	if err != nil {
 		t.Fatal(err)
@@ -149,10 +133,7 @@ func (e *env) logf(format string, args ...any) {
 
 // cli runs `meshtrust args...` in-process, as the Vault owner would.
 func (e *env) cli(args ...string) (stdout, stderr string, code int) {
-	var out, errOut bytes.Buffer
-	code = cliapp.Main(e.ctx, args, cliapp.Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut},
-		cliapp.WithGetenv(func(k string) string { return e.cliEnv[k] }))
-	return out.String(), errOut.String(), code
+	return e.owner.Run(e.ctx, args...)
 }
 
 // mustCLI runs the CLI, fails the test unless it exits 0, and returns what
@@ -254,74 +235,28 @@ func (e *env) enrol(name, issuerRef string) {
 	c := e.lab.Cluster(name)
 	out := e.mustCLI("vault", "enroll", "--cluster", name, "--trust-domain", name, "--issuer-ref", issuerRef,
 		"--kubeconfig", e.kubeconfig, "--context", name)
-	for _, ns := range []string{controllerNS, istioNamespace} {
-		if err := c.EnsureNamespace(e.ctx, ns); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: controllerNS, Name: controllerSA}}
-	if err := c.Client.Create(e.ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
-		e.t.Fatalf("creating the controller's ServiceAccount in %s: %v", name, err)
-	}
-	applied, err := apply(e.ctx, c.Client, out)
+	applied, err := mesh.InstallEnrollment(e.ctx, c, out)
 	if err != nil {
-		e.t.Fatalf("applying the YAML enroll printed for %s: %v", name, err)
+		e.t.Fatal(err)
 	}
 	e.logf("  meshtrust vault enroll --cluster %s --issuer-ref %s | kubectl apply --server-side: %s", name, issuerRef, strings.Join(applied, ", "))
-}
-
-// apply server-side-applies every object of a multi-document YAML stream.
-func apply(ctx context.Context, c client.Client, yamlText string) ([]string, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(yamlText), 4096)
-	var applied []string
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return applied, err
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
-			return applied, fmt.Errorf("applying %s %s: %w", obj.GetKind(), obj.GetName(), err)
-		}
-		applied = append(applied, obj.GetKind()+"/"+obj.GetName())
-	}
-	if len(applied) == 0 {
-		return nil, errors.New("no objects in the YAML")
-	}
-	return applied, nil
 }
 
 // startControllers runs meshtrust's issuer and syncer for the cluster in
 // this process until the test ends.
 func (e *env) startControllers(name string) {
 	e.t.Helper()
-	c := e.lab.Cluster(name)
-	opts := controllerapp.DefaultOptions()
-	opts.InProcess = true
-	opts.MetricsRegistry = prometheus.NewRegistry()
-	opts.Issuer.ClusterResourceNamespace = controllerNS
+	opts := mesh.ControllerOptions(zap.New(zap.WriteTo(e.logger), zap.UseDevMode(true)).WithValues("cluster", name))
 	// --issuer-roots-cache-ttl: a root added or retired in Vault reaches
 	// ca.crt at the first issuance a second later, not a minute later.
 	opts.Issuer.RootsCacheTTL = time.Second
-	logger := zap.New(zap.WriteTo(e.logger), zap.UseDevMode(true)).WithValues("cluster", name)
-	opts.Tune = func(o *ctrl.Options) { o.Logger = logger }
-	mctx, cancel := context.WithCancel(context.Background())
-	mgr, err := controllerapp.NewManager(mctx, c.Config, opts)
+	m, err := mesh.StartControllers(e.ctx, e.lab.Cluster(name), opts)
 	if err != nil {
-		cancel()
-		e.t.Fatalf("building meshtrust's controllers for %s: %v", name, err)
+		e.t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
 	e.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("meshtrust's controllers in %s: %v", name, err)
+		if err := m.Stop(); err != nil {
+			e.t.Error(err)
 		}
 	})
 }
@@ -331,14 +266,14 @@ func (e *env) startControllers(name string) {
 func (e *env) annotateCertificate(name, key, value string) {
 	e.t.Helper()
 	c := e.lab.Cluster(name)
-	var crt cmapi.Certificate
-	if err := c.Client.Get(e.ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+	crt, err := mesh.Intermediate(e.ctx, c)
+	if err != nil {
 		e.t.Fatal(err)
 	}
 	patch := client.MergeFrom(crt.DeepCopy())
 	metav1.SetMetaDataAnnotation(&crt.ObjectMeta, key, value)
-	if err := c.Client.Patch(e.ctx, &crt, patch); err != nil {
-		e.t.Fatalf("annotating Certificate %s/%s in %s: %v", istioNamespace, certName, name, err)
+	if err := c.Client.Patch(e.ctx, crt, patch); err != nil {
+		e.t.Fatalf("annotating Certificate %s/%s in %s: %v", mesh.IstioNamespace, mesh.IntermediateCertificate, name, err)
 	}
 }
 
@@ -357,8 +292,8 @@ type clusterState struct {
 }
 
 func (e *env) readState(ctx context.Context, name string) (*clusterState, error) {
-	var sec corev1.Secret
-	if err := e.lab.Cluster(name).Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: cacertsSecret}, &sec); err != nil {
+	sec, err := mesh.CACerts(ctx, e.lab.Cluster(name))
+	if err != nil {
 		return nil, fmt.Errorf("%s: reading cacerts: %w", name, err)
 	}
 	ca, err := workload.LoadCA(sec.Data)
@@ -421,7 +356,7 @@ type sourceBundle struct {
 
 func (e *env) readSource(ctx context.Context, name string) (*sourceBundle, error) {
 	var sec corev1.Secret
-	if err := e.lab.Cluster(name).Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: sourceSecret}, &sec); err != nil {
+	if err := e.lab.Cluster(name).Client.Get(ctx, client.ObjectKey{Namespace: mesh.IstioNamespace, Name: sourceSecret}, &sec); err != nil {
 		return nil, err
 	}
 	chain, err := pki.DecodeCertificates(sec.Data[pki.TLSCertKey], pki.MaxChainPEMSize)
@@ -456,21 +391,21 @@ func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState
 			e.t.Fatal(err)
 		}
 		rev := e.revision(name)
-		if err := triggerRenewal(e.ctx, c); err != nil {
+		if err := mesh.TriggerRenewal(e.ctx, c, waitLimit, "the root-rotation test"); err != nil {
 			e.t.Fatalf("renewing %s's intermediate: %v", name, err)
 		}
 		var src *sourceBundle
 		err = lab.WaitFor(e.ctx, waitLimit, func(ctx context.Context) error {
-			var crt cmapi.Certificate
-			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+			crt, err := mesh.Intermediate(ctx, c)
+			if err != nil {
 				return err
 			}
 			switch {
 			case crt.Status.Revision == nil || *crt.Status.Revision <= rev:
 				return fmt.Errorf("certificate still at revision %d", rev)
-			case apiutil.CertificateHasCondition(&crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue}):
+			case apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue}):
 				return errors.New("certificate still issuing")
-			case !apiutil.CertificateHasCondition(&crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}):
+			case !apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}):
 				return errors.New("certificate not Ready")
 			}
 			s, err := e.readSource(ctx, name)
@@ -507,28 +442,14 @@ func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState
 
 func (e *env) revision(name string) int {
 	e.t.Helper()
-	var crt cmapi.Certificate
-	if err := e.lab.Cluster(name).Client.Get(e.ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
+	crt, err := mesh.Intermediate(e.ctx, e.lab.Cluster(name))
+	if err != nil {
 		e.t.Fatal(err)
 	}
 	if crt.Status.Revision == nil {
 		return 0
 	}
 	return *crt.Status.Revision
-}
-
-// triggerRenewal does what `cmctl renew` does: it sets the Certificate's
-// Issuing condition, and cert-manager issues a new revision.
-func triggerRenewal(ctx context.Context, c *lab.Cluster) error {
-	return lab.WaitFor(ctx, waitLimit, func(ctx context.Context) error {
-		var crt cmapi.Certificate
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: istioNamespace, Name: certName}, &crt); err != nil {
-			return err
-		}
-		apiutil.SetCertificateCondition(&crt, crt.Generation, cmapi.CertificateConditionIssuing, cmmeta.ConditionTrue,
-			"ManuallyTriggered", "Certificate re-issuance manually triggered by the root-rotation test")
-		return c.Client.Status().Update(ctx, &crt)
-	})
 }
 
 // call has a workload holding clientCert call one holding serverCert over
@@ -552,11 +473,11 @@ func workloadOf(cluster string) string {
 // signed just now by their cluster's current intermediate.
 func freshCall(ctx context.Context, from, to *clusterState) error {
 	now := time.Now()
-	clientCert, err := workload.Issue(from.CA, workloadOf(from.Name), now, workloadTTL)
+	clientCert, err := workload.Issue(from.CA, workloadOf(from.Name), now, mesh.WorkloadTTL)
 	if err != nil {
 		return err
 	}
-	serverCert, err := workload.Issue(to.CA, workloadOf(to.Name), now, workloadTTL)
+	serverCert, err := workload.Issue(to.CA, workloadOf(to.Name), now, mesh.WorkloadTTL)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/e2e/workload"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
@@ -72,7 +73,7 @@ func TestRootRotation(t *testing.T) {
 	// certificate until it is due for renewal.
 	stale := map[string]tls.Certificate{}
 	for _, n := range clusters {
-		cert, err := workload.Issue(base[n].CA, workloadOf(n), time.Now(), workloadTTL)
+		cert, err := workload.Issue(base[n].CA, workloadOf(n), time.Now(), mesh.WorkloadTTL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +325,7 @@ func (e *env) staleCalls(stale map[string]tls.Certificate) []error {
 	var errs []error
 	for _, pair := range [][2]*clusterState{{k2, k3}, {k3, k2}} {
 		from, to := pair[0], pair[1]
-		fresh, err := workload.Issue(to.CA, workloadOf(to.Name), time.Now(), workloadTTL)
+		fresh, err := workload.Issue(to.CA, workloadOf(to.Name), time.Now(), mesh.WorkloadTTL)
 		if err != nil {
 			e.t.Fatal(err)
 		}

@@ -28,6 +28,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer"
 )
@@ -58,17 +59,9 @@ func (r *running) stop(t *testing.T) {
 // syncs is how many reconciles this manager finished, any result.
 func (r *running) syncs(t *testing.T) float64 {
 	t.Helper()
-	mfs, err := r.reg.Gather()
+	n, err := mesh.CounterTotal(r.reg, "meshtrust_cacerts_sync_total")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var n float64
-	for _, mf := range mfs {
-		if mf.GetName() == "meshtrust_cacerts_sync_total" {
-			for _, m := range mf.GetMetric() {
-				n += m.GetCounter().GetValue()
-			}
-		}
 	}
 	return n
 }

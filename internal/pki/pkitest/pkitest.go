@@ -17,6 +17,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -66,7 +67,7 @@ func New(t testing.TB, now time.Time, s Spec, parent *Cert) *Cert {
 	t.Helper()
 	key := s.Key
 	if key == nil {
-		key = ecKey(t)
+		key = ECKey(t)
 	}
 	if s.NotBefore.IsZero() {
 		s.NotBefore = now.Add(-time.Hour)
@@ -117,7 +118,8 @@ func New(t testing.TB, now time.Time, s Spec, parent *Cert) *Cert {
 	return &Cert{Cert: c, Key: key}
 }
 
-func ecKey(t testing.TB) *ecdsa.PrivateKey {
+// ECKey generates an ECDSA P-256 key.
+func ECKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -197,12 +199,34 @@ func EncodeKey(t testing.TB, key crypto.Signer, format KeyFormat) []byte {
 // with it. tmpl carries the subject and SANs.
 func CSR(t testing.TB, tmpl *x509.CertificateRequest) (crypto.Signer, []byte) {
 	t.Helper()
-	key := ecKey(t)
+	key := ECKey(t)
+	return key, signCSR(t, tmpl, key)
+}
+
+// URICSR is a PEM certificate request signed with key, for subject CN cn
+// (none if empty) and the URI SANs uris: the shape of the requests Istio
+// and cert-manager send for SPIFFE identities. key may be any signer, so a
+// test can pass one the code under test must refuse.
+func URICSR(t testing.TB, key crypto.Signer, cn string, uris ...string) []byte {
+	t.Helper()
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
+	for _, s := range uris {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = append(tmpl.URIs, u)
+	}
+	return signCSR(t, tmpl, key)
+}
+
+func signCSR(t testing.TB, tmpl *x509.CertificateRequest, key crypto.Signer) []byte {
+	t.Helper()
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("creating test certificate request: %v", err)
 	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
 // TLSData is what cert-manager writes for c issued under root: tls.crt,

@@ -53,6 +53,27 @@ func TestEncodeKeyFormatsParse(t *testing.T) {
 
 func TestCSRSignedByItsKey(t *testing.T) {
 	key, p := CSR(t, &x509.CertificateRequest{})
+	req := parseSignedCSR(t, p)
+	if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(req.PublicKey) {
+		t.Error("CSR is not for the returned key")
+	}
+}
+
+func TestURICSRCarriesSubjectAndURIs(t *testing.T) {
+	key := ECKey(t)
+	req := parseSignedCSR(t, URICSR(t, key, "east.mesh", "spiffe://east.mesh", "spiffe://east.mesh/ns/a/sa/b"))
+	if !key.PublicKey.Equal(req.PublicKey) {
+		t.Error("CSR is not for the given key")
+	}
+	if req.Subject.CommonName != "east.mesh" || len(req.URIs) != 2 || req.URIs[1].String() != "spiffe://east.mesh/ns/a/sa/b" {
+		t.Errorf("CSR has CN %q and URIs %v", req.Subject.CommonName, req.URIs)
+	}
+}
+
+// parseSignedCSR parses one PEM certificate request and checks its
+// self-signature.
+func parseSignedCSR(t *testing.T, p []byte) *x509.CertificateRequest {
+	t.Helper()
 	block, _ := pem.Decode(p)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {
 		t.Fatal("not a PEM CSR")
@@ -64,7 +85,5 @@ func TestCSRSignedByItsKey(t *testing.T) {
 	if err := req.CheckSignature(); err != nil {
 		t.Fatal(err)
 	}
-	if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(req.PublicKey) {
-		t.Error("CSR is not for the returned key")
-	}
+	return req
 }
