@@ -406,9 +406,14 @@ func testLeaderElection(ctx context.Context, t *testing.T, c *lab.Cluster) {
 		if n := second.syncs(t); n != 0 {
 			t.Errorf("the follower reconciled %v times", n)
 		}
-		if first.syncs(t) == 0 {
-			t.Error("the leader never reconciled")
-		}
+		// cacerts becomes visible before the leader's reconcile returns and
+		// counts the sync, so its counter is awaited, not read once.
+		first.eventually(t, 30*time.Second, "the leader to count its sync", func(context.Context) error {
+			if first.syncs(t) == 0 {
+				return errors.New("the leader never reconciled")
+			}
+			return nil
+		})
 	})
 
 	// Kill the leader: it stops without releasing the lease, as a crashed
@@ -446,9 +451,12 @@ func testLeaderElection(ctx context.Context, t *testing.T, c *lab.Cluster) {
 		if cacerts.Annotations[syncer.AnnotationSerial] == before {
 			t.Errorf("cacerts still holds serial %s", before)
 		}
-		if second.syncs(t) == 0 {
-			t.Error("the new leader never reconciled")
-		}
+		second.eventually(t, 30*time.Second, "the new leader to count its sync", func(context.Context) error {
+			if second.syncs(t) == 0 {
+				return errors.New("the new leader never reconciled")
+			}
+			return nil
+		})
 	})
 }
 
