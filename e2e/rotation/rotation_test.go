@@ -116,6 +116,16 @@ func TestRootRotation(t *testing.T) {
 	for i, n := range clusters {
 		other := clusters[1-i]
 		e.logf("phase %d: move %s to root-2 while %s stays on %s", 3+i, n, other, e.name(e.mustState(other).ChainRoot))
+		// Not yet: root-1 is still the default, and every cluster not yet
+		// moved still has a policy to sign under it.
+		var moved, waiting []string
+		for _, c := range clusters[:i] {
+			moved = append(moved, "meshtrust-"+c)
+		}
+		for _, c := range clusters[i:] {
+			waiting = append(waiting, "meshtrust-"+c)
+		}
+		e.expectRetireRefused(append([]string{"default issuer", "meshtrust vault bootstrap --issuer-name " + root2Ref}, waiting...), moved)
 		e.switchIssuer(n, root2Ref, root1Ref)
 		s := e.renew(n, func(src *sourceBundle) error {
 			return expectSource(e, src, r2, "root-2", "root-1")
@@ -144,16 +154,22 @@ func TestRootRotation(t *testing.T) {
 
 	// ---- Phase 5: retire root-1.
 	e.logf("phase 5: retire root-1: root-2 becomes Vault's default issuer, root-1 is deleted from Vault")
+	// Every cluster has moved; only root-1 being the default is in the way.
+	e.expectRetireRefused([]string{"default issuer"}, []string{"ACL polic"})
 	e.mustCLI("vault", "bootstrap", "--issuer-name", root2Ref)
 	if got, want := e.vaultDefaultIssuer(), e.vaultIssuerID(root2Ref); got != want {
 		t.Fatalf("Vault's default issuer is %q, want root-2 (%s)", got, want)
 	}
-	if _, err := e.vault.Logical().DeleteWithContext(e.ctx, pkiMount+"/issuer/"+root1Ref); err != nil {
-		t.Fatalf("deleting Vault issuer %s: %v", root1Ref, err)
+	if out := e.mustCLI("vault", "retire-root", "--issuer-name", root1Ref); !strings.Contains(out, "Retired:") {
+		t.Fatalf("meshtrust vault retire-root --issuer-name %s did not say it retired the root:\n%s", root1Ref, out)
 	}
 	if got, want := e.vaultIssuers(), []string{root2Ref}; !slices.Equal(got, want) {
 		t.Fatalf("Vault issuers are %v, want %v", got, want)
 	}
+	if out := e.mustCLI("vault", "retire-root", "--issuer-name", root1Ref); !strings.Contains(out, "Nothing changed") {
+		t.Fatalf("a second meshtrust vault retire-root --issuer-name %s should change nothing:\n%s", root1Ref, out)
+	}
+	e.logf("  meshtrust vault retire-root --issuer-name %s: root-1 deleted from Vault; a second run changed nothing", root1Ref)
 	for _, n := range clusters {
 		prev := e.mustState(n)
 		s := e.renew(n, func(src *sourceBundle) error {
@@ -242,6 +258,32 @@ func (e *env) switchIssuer(name, ref, oldRef string) {
 		e.t.Fatalf("%s: Vault policy should allow only %s, got:\n%s", name, newPath, policy)
 	}
 	e.logf("  %s: Vault policy now allows only %s; VaultClusterIssuer issuerRef=%s", name, newPath, ref)
+}
+
+// expectRetireRefused runs `meshtrust vault retire-root` for root-1 and
+// checks that it refuses (exit 1, one line, nothing deleted) with a message
+// containing every string of want and none of notWant.
+func (e *env) expectRetireRefused(want, notWant []string) {
+	e.t.Helper()
+	out, errOut, code := e.cli("vault", "retire-root", "--issuer-name", root1Ref)
+	msg := strings.TrimSpace(errOut)
+	if code != 1 || strings.Contains(msg, "\n") {
+		e.t.Fatalf("meshtrust vault retire-root --issuer-name %s: exit %d, want 1 and a one-line refusal:\n%s%s", root1Ref, code, out, errOut)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			e.t.Fatalf("retire-root's refusal does not mention %q: %s", w, msg)
+		}
+	}
+	for _, w := range notWant {
+		if strings.Contains(msg, w) {
+			e.t.Fatalf("retire-root's refusal mentions %q: %s", w, msg)
+		}
+	}
+	if !slices.Contains(e.vaultIssuers(), root1Ref) {
+		e.t.Fatalf("retire-root refused but Vault issuer %s is gone", root1Ref)
+	}
+	e.logf("  retire-root refused as it should: %s", msg)
 }
 
 // expectState checks which root signed the cluster's intermediate and,

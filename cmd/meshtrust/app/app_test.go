@@ -47,6 +47,7 @@ func TestVaultUnreachableIsOneLineAndHidesToken(t *testing.T) {
 		{"vault", "bootstrap"},
 		{"vault", "enroll", "--cluster", "east", "--trust-domain", "east.mesh", "--auth", "approle"},
 		{"vault", "unenroll", "--cluster", "east"},
+		{"vault", "retire-root", "--issuer-name", "meshtrust-root"},
 	} {
 		code, stdout, stderr := run(t, env, args...)
 		if code != 2 {
@@ -89,6 +90,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"vault", "bootstrap", "--key-type", "dsa"}, `invalid --key-type "dsa"`},
 		{[]string{"status", "--context", "east", "--context", "nope"}, `unknown kube context "nope" in KUBECONFIG=` + kubeconfig + " (known: east, west)"},
 		{[]string{"status", "-o", "xml"}, `invalid --output "xml"`},
+		{[]string{"vault", "retire-root"}, `required flag(s) "issuer-name" not set`},
+		{[]string{"vault", "retire-root", "--issuer-name", "default"}, `invalid --issuer-name "default"`},
+		{[]string{"vault", "retire-root", "--issuer-name", "meshtrust-root", "--mount", "pki/"}, `invalid --mount "pki/"`},
 	} {
 		code, stdout, stderr := run(t, env, tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {

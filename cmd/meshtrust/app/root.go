@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/kube"
+	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/vaultops"
 )
 
 // Streams are the command's standard input, output and error.
@@ -115,7 +116,8 @@ VAULT_CACERT; clusters through KUBECONFIG or --kubeconfig and --context.`,
 }
 
 // Main runs the command line args and returns the process exit code: 0 when
-// everything checked is healthy, 1 when a check ran and found a problem, 2
+// everything checked is healthy, 1 when a check ran and found a problem
+// (including a retire-root refused because something still needs the root), 2
 // when the command could not do its job (bad input, Vault or a cluster
 // unreachable). Errors are printed as one line on s.ErrOut.
 func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
@@ -127,7 +129,8 @@ func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
 	}
 	fmt.Fprintln(s.ErrOut, "meshtrust: "+oneLine(err.Error()))
 	var uh *UnhealthyError
-	if errors.As(err, &uh) {
+	var refused *vaultops.RefusedError
+	if errors.As(err, &uh) || errors.As(err, &refused) {
 		return 1
 	}
 	return 2

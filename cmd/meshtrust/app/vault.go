@@ -36,11 +36,12 @@ idempotent: a second run changes nothing and says so.`,
 		Example: `  export VAULT_ADDR=https://vault.example.com:8200 VAULT_TOKEN=...
   meshtrust vault bootstrap
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east
-  meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke`,
+  meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke
+  meshtrust vault retire-root --issuer-name meshtrust-root`,
 	}
 	cmd.PersistentFlags().StringVar(&vf.addr, "vault-addr", "", "Vault address (default: VAULT_ADDR)")
 	cmd.PersistentFlags().DurationVar(&vf.timeout, "vault-timeout", 30*time.Second, "timeout of each Vault request")
-	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf))
+	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRetireRootCommand(e, vf))
 	return cmd
 }
 
@@ -574,5 +575,70 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine, for --revoke")
 	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke")
 	f.StringVar(&o.CommonName, "common-name", "", `the cluster's intermediate CN, for --revoke (default "<cluster> istio intermediate CA")`)
+	return cmd
+}
+
+func newRetireRootCommand(e *env, vf *vaultFlags) *cobra.Command {
+	o := vaultops.RetireOptions{}
+	cmd := &cobra.Command{
+		Use:   "retire-root --issuer-name NAME",
+		Short: "Delete an old root issuer from Vault once no cluster signs under it",
+		Long: `Deletes the root issuer --issuer-name from the PKI mount: the last step of
+a root rotation. Clusters learn that the root is gone at their next renewal,
+and keep trusting it for their meshtrust.io/root-grace.
+
+It refuses, changing nothing and exiting 1, while
+  - the root is the mount's default issuer: run
+    meshtrust vault bootstrap --issuer-name <new> first, which makes the new
+    root the default;
+  - it is the mount's only root;
+  - an ACL policy still grants sign-intermediate on <mount>/issuer/<name>/...
+    (by name or issuer ID): re-enroll those clusters with
+    meshtrust vault enroll ... --issuer-ref <new>. --force skips this check,
+    and only this one.
+
+The root's private key stays in the mount, unused, unless --delete-key is
+given; it is then deleted after the issuer. A second run finds the root gone
+and changes nothing.`,
+		Example: `  meshtrust vault bootstrap --issuer-name meshtrust-root-2   # make the new root the default
+  meshtrust vault retire-root --issuer-name meshtrust-root
+  meshtrust vault retire-root --issuer-name meshtrust-root --delete-key -o json
+  meshtrust vault retire-root --mount pki-mesh --issuer-name old-root --force`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.checkOutput("table", "json", "yaml"); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			c, version, err := vf.connect(cmd.Context(), e)
+			if err != nil {
+				return err
+			}
+			res, err := vaultops.Retire(cmd.Context(), c, o)
+			if err != nil {
+				return err
+			}
+			if e.output != "table" {
+				return printStructured(e.streams.Out, e.output, res)
+			}
+			w := e.streams.Out
+			fmt.Fprintf(w, "Vault %s (%s), mount %s/\n", c.Addr, version, o.Mount)
+			printSteps(w, res.Steps)
+			if res.Changed {
+				fmt.Fprintf(w, "Retired: %d change(s) made.\n", changes(res.Steps))
+			} else {
+				fmt.Fprintf(w, "Nothing changed: issuer %s was already retired.\n", o.IssuerName)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.IssuerName, "issuer-name", "", "the root issuer to delete (required)")
+	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine")
+	f.BoolVar(&o.Force, "force", false, "skip the check that no ACL policy still grants signing under the root")
+	f.BoolVar(&o.DeleteKey, "delete-key", false, "also delete the root's private key from the mount")
+	_ = cmd.MarkFlagRequired("issuer-name")
 	return cmd
 }

@@ -115,6 +115,8 @@ type RootInfo struct {
 	PEM string `json:"pem"`
 	// Cert is the parsed certificate.
 	Cert *x509.Certificate `json:"-"`
+	// keyID is Vault's id of the issuer's key, for retire-root.
+	keyID string
 }
 
 // BootstrapResult is what Bootstrap did.
@@ -365,6 +367,7 @@ func readIssuer(ctx context.Context, c *Client, mount, ref string) (*RootInfo, e
 		FingerprintSHA256: pki.Fingerprint(cert), NotAfter: cert.NotAfter.UTC(), KeyAlgorithm: keyAlgorithm(cert)}
 	info.IssuerID, _ = s.Data["issuer_id"].(string)
 	info.IssuerName, _ = s.Data["issuer_name"].(string)
+	info.keyID, _ = s.Data["key_id"].(string)
 	return info, nil
 }
 
