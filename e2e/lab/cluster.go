@@ -55,9 +55,12 @@ type Cluster struct {
 	LogPath string
 
 	env         *envtest.Environment
+	dir         string
 	certManager *certManager
 	logFile     *os.File
 }
+
+const etcdDataDir = "etcd-data"
 
 type clusterSpec struct {
 	name        string
@@ -69,8 +72,10 @@ type clusterSpec struct {
 }
 
 func startCluster(ctx context.Context, spec clusterSpec) (*Cluster, error) {
-	if err := os.MkdirAll(spec.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating cluster directory: %w", err)
+	for _, dir := range []string{filepath.Join(spec.dir, "apiserver"), filepath.Join(spec.dir, etcdDataDir)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating cluster directory: %w", err)
+		}
 	}
 	apiServer, err := deathSignalWrapper(spec.dir, spec.apiServer)
 	if err != nil {
@@ -80,19 +85,24 @@ func startCluster(ctx context.Context, spec clusterSpec) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	// envtest would put etcd's data and the API server's certificates in
+	// directories of its own, which nothing removes when a killed test never
+	// reaches Stop. Under the cluster's directory they go with the lab's.
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     spec.crdDirs,
 		ErrorIfCRDPathMissing: true,
 		ControlPlane: envtest.ControlPlane{
-			APIServer: &envtest.APIServer{Path: apiServer, StartTimeout: 2 * time.Minute, StopTimeout: 30 * time.Second},
-			Etcd:      &envtest.Etcd{Path: etcd, StartTimeout: 2 * time.Minute, StopTimeout: 30 * time.Second},
+			APIServer: &envtest.APIServer{Path: apiServer, CertDir: filepath.Join(spec.dir, "apiserver"),
+				StartTimeout: 2 * time.Minute, StopTimeout: 30 * time.Second},
+			Etcd: &envtest.Etcd{Path: etcd, DataDir: filepath.Join(spec.dir, etcdDataDir),
+				StartTimeout: 2 * time.Minute, StopTimeout: 30 * time.Second},
 		},
 	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting cluster %s (kube-apiserver and etcd): %w", spec.name, err)
 	}
-	c := &Cluster{Name: spec.name, Config: cfg, Host: cfg.Host, CAData: cfg.CAData, env: env}
+	c := &Cluster{Name: spec.name, Config: cfg, Host: cfg.Host, CAData: cfg.CAData, env: env, dir: spec.dir}
 	if err := c.finishStart(ctx, spec); err != nil {
 		c.stop()
 		return nil, err
@@ -142,6 +152,11 @@ func (c *Cluster) stop() error {
 	}
 	if err := c.env.Stop(); err != nil {
 		return fmt.Errorf("stopping cluster %s: %w", c.Name, err)
+	}
+	// etcd's data (over 100 MB, mostly preallocated WAL) says nothing a kept
+	// lab directory is kept for; the logs stay.
+	if err := os.RemoveAll(filepath.Join(c.dir, etcdDataDir)); err != nil {
+		return fmt.Errorf("removing etcd data of cluster %s: %w", c.Name, err)
 	}
 	return nil
 }

@@ -37,6 +37,10 @@ type Options struct {
 	KeepDir bool
 }
 
+// KeepEnv, when set to anything, makes New keep every lab's directory (logs
+// and data), not only a failed test's.
+const KeepEnv = "MESHTRUST_LAB_KEEP"
+
 // Lab is a running lab.
 type Lab struct {
 	// Dir holds every component's log and data.
@@ -74,21 +78,17 @@ func (l *Lab) Cluster(name string) *Cluster {
 // prints where the logs are and keeps them.
 func New(t testing.TB, opts Options) *Lab {
 	t.Helper()
-	if opts.Dir == "" {
-		dir, err := os.MkdirTemp("", "meshtrust-lab-")
-		if err != nil {
-			t.Fatalf("creating lab directory: %v", err)
-		}
-		opts.Dir = dir
+	if os.Getenv(KeepEnv) != "" {
+		opts.KeepDir = true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	l, err := Start(ctx, opts)
 	if err != nil {
-		t.Fatalf("starting lab (logs in %s): %v", opts.Dir, err)
+		t.Fatalf("starting lab: %v", err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || opts.KeepDir {
 			l.removeDir = false
 			t.Logf("lab logs kept in %s:\n%s", l.Dir, strings.Join(l.LogPaths(), "\n"))
 		}

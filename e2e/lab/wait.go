@@ -32,6 +32,12 @@ func WaitFor(ctx context.Context, timeout time.Duration, cond func(ctx context.C
 		case <-ctx.Done():
 			return fmt.Errorf("gave up after %s: %w", timeout, last)
 		case <-ticker.C:
+			// A tick and the deadline can be ready together; select picks
+			// either. Polling again with a dead context would replace the
+			// last real failure with "context deadline exceeded".
+			if ctx.Err() != nil {
+				return fmt.Errorf("gave up after %s: %w", timeout, last)
+			}
 		}
 	}
 }

@@ -174,7 +174,11 @@ func waitRecorded(t *testing.T, c *lab.Cluster, ns string, slot time.Time) {
 	t.Helper()
 	want := slot.UTC().Format(time.RFC3339)
 	lab.Eventually(t, 30*time.Second, "slot "+want+" recorded", func(ctx context.Context) error {
-		if got := getCert(ctx, t, c, ns).Annotations[syncer.AnnotationLastRotation]; got != want {
+		crt, err := fetchCert(ctx, c, ns)
+		if err != nil {
+			return err
+		}
+		if got := crt.Annotations[syncer.AnnotationLastRotation]; got != want {
 			return fmt.Errorf("recorded %q", got)
 		}
 		return nil
