@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -54,14 +55,18 @@ type Reconciler struct {
 }
 
 // Setup adds the syncer controller, its cacerts cache and its metrics to mgr.
-// Metrics go to opts.Registerer (nil: not registered). The manager's cache
+// Metrics go to opts.MetricsRegistry. The manager's cache
 // should have been built with CacheOptions(opts) merged in.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	opts, err := opts.complete()
 	if err != nil {
 		return err
 	}
-	m, err := NewMetrics(opts.Registerer)
+	reg := opts.MetricsRegistry
+	if reg == nil {
+		reg = metrics.Registry
+	}
+	m, err := NewMetrics(reg)
 	if err != nil {
 		return fmt.Errorf("register syncer metrics: %w", err)
 	}

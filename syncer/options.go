@@ -33,9 +33,9 @@ type Options struct {
 	// Clock is the time source; nil means the real clock. Tests inject a
 	// fake one to drive schedules and expiry without waiting.
 	Clock clock.Clock `json:"-"`
-	// Registerer receives the syncer's metrics; nil means no metrics are
-	// registered (main passes controller-runtime's metrics.Registry).
-	Registerer prometheus.Registerer `json:"-"`
+	// MetricsRegistry receives the syncer's metrics; nil means
+	// controller-runtime's metrics.Registry, served by the manager.
+	MetricsRegistry prometheus.Registerer `json:"-"`
 	// ControllerName names the controller (and event source); it must be
 	// unique per manager. Default "meshtrust-syncer".
 	ControllerName string

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,7 +89,7 @@ func startSyncer(t *testing.T, c *lab.Cluster, clk clock.Clock, namespaces []str
 	opts.Clock = clk
 	opts.TargetNamespaces = []string{"*"}
 	reg := prometheus.NewRegistry()
-	opts.Registerer = reg
+	opts.MetricsRegistry = reg
 	defNS := map[string]cache.Config{}
 	for _, ns := range namespaces {
 		defNS[ns] = cache.Config{}
@@ -127,30 +128,53 @@ func startSyncer(t *testing.T, c *lab.Cluster, clk clock.Clock, namespaces []str
 	return r
 }
 
-// caSetup creates, in ns, a SelfSigned root, a CA Issuer on it, and an
-// opted-in intermediate Certificate "istio-ca" (Secret "istio-ca-tls").
-func caSetup(ctx context.Context, t *testing.T, c *lab.Cluster, ns string, ann map[string]string) *cmapi.Certificate {
+// vaultSource does what an operator does to make a cluster's intermediates
+// come from Vault: `meshtrust vault bootstrap`, `meshtrust vault enroll`, the
+// printed YAML applied, and meshtrust's issuer running (its syncer does not:
+// each test runs its own). It returns the enrolled Certificate's spec, which
+// intermediate copies into each test's namespace.
+func vaultSource(ctx context.Context, t *testing.T, l *lab.Lab, c *lab.Cluster) cmapi.CertificateSpec {
+	t.Helper()
+	cli, err := mesh.NewCLI(l, c.Name)
+	must(t, err)
+	if out, errOut, code := cli.Run(ctx, "vault", "bootstrap"); code != 0 {
+		t.Fatalf("meshtrust vault bootstrap: exit %d: %s", code, out+errOut)
+	}
+	out, errOut, code := cli.Run(ctx, "vault", "enroll", "--cluster", c.Name, "--trust-domain", c.Name,
+		"--kubeconfig", cli.Kubeconfig, "--context", c.Name)
+	if code != 0 {
+		t.Fatalf("meshtrust vault enroll: exit %d: %s", code, out+errOut)
+	}
+	_, err = mesh.InstallEnrollment(ctx, c, out)
+	must(t, err)
+
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "issuer.log"))
+	must(t, err)
+	opts := mesh.ControllerOptions(zap.New(zap.WriteTo(logFile)))
+	opts.EnableSyncer = false
+	issuer, err := mesh.StartControllers(ctx, c, opts)
+	must(t, err)
+	t.Cleanup(func() {
+		if err := issuer.Stop(); err != nil {
+			t.Errorf("meshtrust issuer: %v", err)
+		}
+	})
+	crt, err := mesh.Intermediate(ctx, c)
+	must(t, err)
+	return crt.Spec
+}
+
+// intermediate creates, in ns, the Certificate "istio-ca" for an
+// intermediate signed through the VaultClusterIssuer, opted in to the syncer
+// and carrying the annotations ann. Its Secret is "istio-ca-tls".
+func intermediate(ctx context.Context, t *testing.T, c *lab.Cluster, spec cmapi.CertificateSpec, ns string, ann map[string]string) {
 	t.Helper()
 	must(t, c.EnsureNamespace(ctx, ns))
-	ref := func(kind, name string) cmmeta.IssuerReference { return cmmeta.IssuerReference{Kind: kind, Name: name} }
-	must(t, c.Client.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "selfsigned"},
-		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}}}))
-	must(t, c.Client.Create(ctx, &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root"},
-		Spec: cmapi.CertificateSpec{IsCA: true, CommonName: "e2e root " + ns, SecretName: "root-ca",
-			Duration: &metav1.Duration{Duration: 8760 * time.Hour}, IssuerRef: ref("Issuer", "selfsigned"),
-			PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm}}}))
-	must(t, c.Client.Create(ctx, &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "root"},
-		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "root-ca"}}}}))
 	a := map[string]string{syncer.AnnotationOptIn: "true"}
-	for k, v := range ann {
-		a[k] = v
-	}
-	crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "istio-ca", Annotations: a},
-		Spec: cmapi.CertificateSpec{IsCA: true, CommonName: "istio intermediate " + ns, SecretName: "istio-ca-tls",
-			Duration: &metav1.Duration{Duration: 2160 * time.Hour}, RenewBefore: &metav1.Duration{Duration: 720 * time.Hour},
-			IssuerRef: ref("Issuer", "root"), PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm}}}
+	maps.Copy(a, ann)
+	crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "istio-ca", Annotations: a}, Spec: *spec.DeepCopy()}
+	crt.Spec.SecretName = "istio-ca-tls"
 	must(t, c.Client.Create(ctx, crt))
-	return crt
 }
 
 func must(t *testing.T, err error) {

@@ -1,6 +1,7 @@
 // Package syncer_test runs the syncer in-process against a real lab cluster
-// (kube-apiserver, etcd and cert-manager's own controllers) with cert-manager's
-// SelfSigned and CA issuers as the source.
+// (kube-apiserver, etcd and cert-manager's own controllers), with
+// intermediates signed by a real Vault through meshtrust's VaultClusterIssuer,
+// enrolled with the meshtrust CLI.
 package syncer_test
 
 import (
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
@@ -41,17 +43,18 @@ func TestMain(m *testing.M) {
 }
 
 func TestSyncerOnLab(t *testing.T) {
-	l := lab.New(t, lab.Options{Vault: lab.VaultNone})
+	l := lab.New(t, lab.Options{})
 	c := l.Clusters[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	spec := vaultSource(ctx, t, l, c)
 
 	// One syncer on the real clock serves the namespaces that need no
 	// restarts; the other subtests run their own.
 	startSyncer(t, c, clock.RealClock{}, []string{"layout", "foreign"}, nil)
 
 	t.Run("layout key by key", func(t *testing.T) {
-		caSetup(ctx, t, c, "layout", nil)
+		intermediate(ctx, t, c, spec, "layout", nil)
 		waitReady(t, c, "layout", 1)
 		cacerts, src := waitCACertsFromSource(t, c, "layout", 60*time.Second)
 		b := assertWhole(t, cacerts, time.Now())
@@ -73,6 +76,10 @@ func TestSyncerOnLab(t *testing.T) {
 		}
 		if !bytes.Equal(cacerts.Data[pki.RootCertKey], pki.EncodeCertificates(srcRoots...)) {
 			t.Error("root-cert.pem is not ca.crt")
+		}
+		if got := b.Cert.PermittedURIDomains; !b.Cert.PermittedDNSDomainsCritical || !slices.Equal(got, []string{c.Name}) || b.Cert.MaxPathLen != 0 || !b.Cert.MaxPathLenZero {
+			t.Errorf("intermediate from Vault: permitted URI domains %v (critical %v), path length %d: want only %s, critical, 0",
+				got, b.Cert.PermittedDNSDomainsCritical, b.Cert.MaxPathLen, c.Name)
 		}
 		if !b.Cert.IsCA || cacerts.Labels[policy.ManagedByLabel] != policy.ManagedByValue ||
 			cacerts.Annotations[syncer.AnnotationSource] != "layout/istio-ca" ||
@@ -105,7 +112,7 @@ func TestSyncerOnLab(t *testing.T) {
 		theirs.Namespace, theirs.Name = "foreign", "cacerts"
 		theirs.Data = map[string][]byte{"ca-cert.pem": []byte("not ours")}
 		must(t, c.Client.Create(ctx, theirs))
-		caSetup(ctx, t, c, "foreign", nil)
+		intermediate(ctx, t, c, spec, "foreign", nil)
 		lab.Eventually(t, 60*time.Second, "Warning event UnmanagedCACerts", func(ctx context.Context) error {
 			return hasEvent(ctx, c, "foreign", "istio-ca", policy.ReasonUnmanagedTarget, "meshtrust.io/adopt")
 		})
@@ -116,17 +123,17 @@ func TestSyncerOnLab(t *testing.T) {
 	})
 
 	t.Run("scheduled rotation fires once per slot across restarts", func(t *testing.T) {
-		testScheduledRotation(ctx, t, c)
+		testScheduledRotation(ctx, t, c, spec)
 	})
 
 	t.Run("killed mid-sync leaves old or new, never a mix", func(t *testing.T) {
-		testKilledMidSync(ctx, t, c)
+		testKilledMidSync(ctx, t, c, spec)
 	})
 }
 
-func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster) {
+func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, spec cmapi.CertificateSpec) {
 	const ns = "schedule"
-	caSetup(ctx, t, c, ns, map[string]string{syncer.AnnotationRotationSchedule: "0 * * * *"})
+	intermediate(ctx, t, c, spec, ns, map[string]string{syncer.AnnotationRotationSchedule: "0 * * * *"})
 	waitReady(t, c, ns, 1)
 	// The fake clock starts only after issuance: cert-manager stamps
 	// NotBefore with the real time, truncated to the second, and a clock
@@ -241,9 +248,9 @@ func (k *killingClient) Update(ctx context.Context, obj client.Object, opts ...c
 	return k.write(ctx, obj, func(ctx context.Context) error { return k.Client.Update(ctx, obj, opts...) })
 }
 
-func testKilledMidSync(ctx context.Context, t *testing.T, c *lab.Cluster) {
+func testKilledMidSync(ctx context.Context, t *testing.T, c *lab.Cluster, spec cmapi.CertificateSpec) {
 	const ns = "kill"
-	caSetup(ctx, t, c, ns, nil)
+	intermediate(ctx, t, c, spec, ns, nil)
 	run := startSyncer(t, c, clock.RealClock{}, []string{ns}, nil)
 	waitReady(t, c, ns, 1)
 	old, _ := waitCACertsFromSource(t, c, ns, 30*time.Second)

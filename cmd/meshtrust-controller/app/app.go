@@ -175,7 +175,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		}
 	}
 	if opts.EnableSyncer {
-		opts.Syncer.Registerer = registry
+		opts.Syncer.MetricsRegistry = registry
 		if err := syncer.Setup(ctx, mgr, opts.Syncer); err != nil {
 			return nil, fmt.Errorf("setting up the syncer: %w", err)
 		}
