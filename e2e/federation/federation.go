@@ -212,13 +212,7 @@ func (s *story) beforeFederation(ctx context.Context) {
 func (s *story) enrol(ctx context.Context, name string) error {
 	c := s.lab.Cluster(name)
 	s.say("meshtrust vault enroll --cluster %s --trust-domain %s (Kubernetes auth against %s's own API server)", name, name, name)
-	// Only standard output is YAML; standard error says what was done.
-	out, errOut, code := s.owner.Run(ctx, "vault", "enroll", "--cluster", name, "--trust-domain", name,
-		"--kubeconfig", s.owner.Kubeconfig, "--context", name)
-	if code != 0 {
-		return fmt.Errorf("enrolling %s failed (exit %d): %s", name, code, out+errOut)
-	}
-	applied, err := mesh.InstallEnrollment(ctx, c, out)
+	applied, err := s.owner.Enrol(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,22 @@ func (c *CLI) Run(ctx context.Context, args ...string) (stdout, stderr string, c
 	return out.String(), errOut.String(), code
 }
 
+// Enrol enrols cluster c as the Vault owner does: `meshtrust vault enroll`
+// with the cluster's name as its trust domain, against the cluster's own
+// kubeconfig context, plus the extra flags; then the YAML it printed is
+// applied to c (InstallEnrollment). It returns kind/name of every object
+// applied.
+func (c *CLI) Enrol(ctx context.Context, cluster *lab.Cluster, extra ...string) ([]string, error) {
+	args := append([]string{"vault", "enroll", "--cluster", cluster.Name, "--trust-domain", cluster.Name,
+		"--kubeconfig", c.Kubeconfig, "--context", cluster.Name}, extra...)
+	// Only standard output is YAML; standard error says what was done.
+	out, errOut, code := c.Run(ctx, args...)
+	if code != 0 {
+		return nil, fmt.Errorf("meshtrust %s: exit %d: %s", strings.Join(args, " "), code, out+errOut)
+	}
+	return InstallEnrollment(ctx, cluster, out)
+}
+
 // InstallEnrollment does on cluster c what an operator does with the YAML
 // `meshtrust vault enroll` printed: it creates the namespaces and the
 // controller's ServiceAccount the YAML refers to, then applies the YAML as

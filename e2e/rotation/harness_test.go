@@ -233,9 +233,7 @@ func (e *env) vaultIssuerID(ref string) string {
 func (e *env) enrol(name, issuerRef string) {
 	e.t.Helper()
 	c := e.lab.Cluster(name)
-	out := e.mustCLI("vault", "enroll", "--cluster", name, "--trust-domain", name, "--issuer-ref", issuerRef,
-		"--kubeconfig", e.kubeconfig, "--context", name)
-	applied, err := mesh.InstallEnrollment(e.ctx, c, out)
+	applied, err := e.owner.Enrol(e.ctx, c, "--issuer-ref", issuerRef)
 	if err != nil {
 		e.t.Fatal(err)
 	}

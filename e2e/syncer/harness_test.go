@@ -140,12 +140,7 @@ func vaultSource(ctx context.Context, t *testing.T, l *lab.Lab, c *lab.Cluster) 
 	if out, errOut, code := cli.Run(ctx, "vault", "bootstrap"); code != 0 {
 		t.Fatalf("meshtrust vault bootstrap: exit %d: %s", code, out+errOut)
 	}
-	out, errOut, code := cli.Run(ctx, "vault", "enroll", "--cluster", c.Name, "--trust-domain", c.Name,
-		"--kubeconfig", cli.Kubeconfig, "--context", c.Name)
-	if code != 0 {
-		t.Fatalf("meshtrust vault enroll: exit %d: %s", code, out+errOut)
-	}
-	_, err = mesh.InstallEnrollment(ctx, c, out)
+	_, err = cli.Enrol(ctx, c)
 	must(t, err)
 
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "issuer.log"))
