@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshtrust/meshtrust/issuer/vault"
@@ -30,6 +31,41 @@ type Bundle struct {
 func PublicKeyMatches(cert *x509.Certificate, csr *x509.CertificateRequest) bool {
 	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pub.Equal(csr.PublicKey)
+}
+
+// CheckIssued refuses a certificate that does not carry what was asked of
+// Vault. The CA-ness, path length and trust-domain name constraint of an
+// intermediate are the whole of the cluster's confinement; a Vault that
+// dropped them (one that predates permitted_uri_domains ignores it with
+// only a warning, and a policy or role can change them) would hand the
+// cluster an unconstrained CA under the shared root, so it is never stored.
+func CheckIssued(cert *x509.Certificate, req vault.SignRequest) error {
+	if !req.CA {
+		if cert.IsCA {
+			return errors.New("Vault returned a CA certificate for a leaf request")
+		}
+		return nil
+	}
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return errors.New("Vault returned an intermediate that is not a CA")
+	}
+	if cert.MaxPathLen != req.MaxPathLength || (req.MaxPathLength == 0 && !cert.MaxPathLenZero) {
+		return fmt.Errorf("Vault returned an intermediate with path length %s, not the %d asked for", pathLen(cert), req.MaxPathLength)
+	}
+	if !slices.Equal(cert.PermittedURIDomains, req.PermittedURIDomains) {
+		return fmt.Errorf("Vault returned an intermediate whose permitted URI domains are %q, not %q: it may not support permitted_uri_domains (Vault >= 1.19 does)", cert.PermittedURIDomains, req.PermittedURIDomains)
+	}
+	if !cert.PermittedDNSDomainsCritical {
+		return errors.New("Vault returned an intermediate whose name constraints are not critical")
+	}
+	return nil
+}
+
+func pathLen(cert *x509.Certificate) string {
+	if cert.MaxPathLen < 0 || (cert.MaxPathLen == 0 && !cert.MaxPathLenZero) {
+		return "unlimited"
+	}
+	return fmt.Sprint(cert.MaxPathLen)
 }
 
 // SplitResponse builds the bundle from Vault's answer and the mount's live

@@ -1,7 +1,9 @@
 package issuer
 
 import (
+	"crypto/rand"
 	"crypto/x509"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +148,60 @@ func TestTruncation(t *testing.T) {
 			granted, got := Truncation(c.Cert, tc.requested)
 			if got != tc.want || granted != tc.life {
 				t.Fatalf("Truncation = (%s, %v), want (%s, %v)", granted, got, tc.life, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckIssued(t *testing.T) {
+	key := pkitest.ECKey(t)
+	issued := func(tmpl x509.Certificate) *x509.Certificate {
+		tmpl.SerialNumber = big.NewInt(1)
+		tmpl.NotBefore, tmpl.NotAfter = time.Unix(0, 0), time.Unix(3600, 0)
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	constrained := x509.Certificate{BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+		PermittedURIDomains: []string{"east.mesh"}, PermittedDNSDomainsCritical: true}
+	caReq := vault.SignRequest{CA: true, PermittedURIDomains: []string{"east.mesh"}}
+	with := func(edit func(*x509.Certificate)) x509.Certificate {
+		c := constrained
+		edit(&c)
+		return c
+	}
+	tests := []struct {
+		name    string
+		cert    x509.Certificate
+		req     vault.SignRequest
+		wantErr string
+	}{
+		{name: "what was asked", cert: constrained, req: caReq},
+		{name: "path length 1 when asked", cert: with(func(c *x509.Certificate) { c.MaxPathLen, c.MaxPathLenZero = 1, false }),
+			req: vault.SignRequest{CA: true, MaxPathLength: 1, PermittedURIDomains: []string{"east.mesh"}}},
+		{name: "leaf for a leaf request", cert: x509.Certificate{}, req: vault.SignRequest{Role: "workload"}},
+		{name: "CA for a leaf request", cert: constrained, req: vault.SignRequest{Role: "workload"}, wantErr: "CA certificate for a leaf request"},
+		{name: "not a CA", cert: with(func(c *x509.Certificate) { c.IsCA, c.MaxPathLenZero = false, false }), req: caReq, wantErr: "not a CA"},
+		{name: "no path length", cert: with(func(c *x509.Certificate) { c.MaxPathLen, c.MaxPathLenZero = -1, false }), req: caReq, wantErr: "path length unlimited, not the 0"},
+		{name: "no name constraint", cert: with(func(c *x509.Certificate) { c.PermittedURIDomains, c.PermittedDNSDomainsCritical = nil, false }), req: caReq, wantErr: `permitted URI domains are [], not ["east.mesh"]`},
+		{name: "another trust domain", cert: with(func(c *x509.Certificate) { c.PermittedURIDomains = []string{"west.mesh"} }), req: caReq, wantErr: `are ["west.mesh"]`},
+		{name: "an extra trust domain", cert: with(func(c *x509.Certificate) { c.PermittedURIDomains = []string{"east.mesh", "west.mesh"} }), req: caReq, wantErr: `are ["east.mesh" "west.mesh"]`},
+		{name: "constraint not critical", cert: with(func(c *x509.Certificate) { c.PermittedDNSDomainsCritical = false }), req: caReq, wantErr: "not critical"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckIssued(issued(tc.cert), tc.req)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("CheckIssued: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("CheckIssued error = %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -102,6 +102,9 @@ func (s *Signer) sign(ctx context.Context, cr signer.CertificateRequestObject, i
 	if !PublicKeyMatches(resp.Certificate, csr) {
 		return signer.PEMBundle{}, signer.PermanentError{Err: fmt.Errorf("vault %s returned a certificate whose public key does not match the CSR's; refusing it", req.Path())}
 	}
+	if err := CheckIssued(resp.Certificate, req); err != nil {
+		return signer.PEMBundle{}, signer.PermanentError{Err: fmt.Errorf("vault %s: %w; refusing it", req.Path(), err)}
+	}
 	roots, err := cl.Roots(ctx, req.Mount)
 	if err != nil {
 		return signer.PEMBundle{}, classify(err)

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +47,11 @@ const (
 	faultSealed
 	faultDenied
 	faultBadLogin
+	// faultUnconstrained signs intermediates without the name constraint,
+	// as a Vault older than permitted_uri_domains does (it only warns).
+	faultUnconstrained
+	// faultPathLength stamps a path length other than the one asked for.
+	faultPathLength
 )
 
 // fakePKI is a Vault PKI mount that misbehaves on cue. Only faults a real
@@ -91,8 +97,10 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var body struct {
-			CSR string `json:"csr"`
-			TTL string `json:"ttl"`
+			CSR                 string   `json:"csr"`
+			TTL                 string   `json:"ttl"`
+			MaxPathLength       string   `json:"max_path_length"`
+			PermittedURIDomains []string `json:"permitted_uri_domains"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		block, _ := pem.Decode([]byte(body.CSR))
@@ -109,7 +117,16 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.fault == faultTruncate {
 			ttl /= 2
 		}
-		cert := f.issue(pub, ttl)
+		constraints := &x509.Certificate{PermittedURIDomains: body.PermittedURIDomains, PermittedDNSDomainsCritical: len(body.PermittedURIDomains) > 0}
+		constraints.MaxPathLen, _ = strconv.Atoi(body.MaxPathLength)
+		constraints.MaxPathLenZero = constraints.MaxPathLen == 0
+		switch f.fault {
+		case faultUnconstrained:
+			constraints.PermittedURIDomains, constraints.PermittedDNSDomainsCritical = nil, false
+		case faultPathLength:
+			constraints.MaxPathLen, constraints.MaxPathLenZero = 1, false
+		}
+		cert := f.issue(pub, ttl, constraints)
 		write(http.StatusOK, map[string]any{"data": map[string]any{
 			"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert})),
 			"ca_chain":    []string{rootPEM},
@@ -119,13 +136,17 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakePKI) issue(pub crypto.PublicKey, ttl time.Duration) []byte {
+// issue signs an intermediate for pub with the constraints' path length and
+// URI name constraint.
+func (f *fakePKI) issue(pub crypto.PublicKey, ttl time.Duration, constraints *x509.Certificate) []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, NotBefore: f.now.Add(-30 * time.Second), NotAfter: f.now.Add(ttl),
 		BasicConstraintsValid: true, IsCA: true, KeyUsage: x509.KeyUsageCertSign,
+		MaxPathLen: constraints.MaxPathLen, MaxPathLenZero: constraints.MaxPathLenZero,
+		PermittedURIDomains: constraints.PermittedURIDomains, PermittedDNSDomainsCritical: constraints.PermittedDNSDomainsCritical,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.root.Cert, pub, f.root.Key)
 	if err != nil {
@@ -228,6 +249,8 @@ func TestSignFaults(t *testing.T) {
 		{name: "sealed Vault waits on the issuer", fault: faultSealed, auth: appRoleAuth, wantErrAs: &signer.IssuerError{}, wantErr: "Vault is sealed"},
 		{name: "policy denial carries Vault's text", fault: faultDenied, auth: appRoleAuth, wantErr: "permission denied"},
 		{name: "wrong AppRole credentials wait on the issuer", fault: faultBadLogin, auth: appRoleAuth, wantErrAs: &signer.IssuerError{}, wantErr: "invalid role or secret ID"},
+		{name: "intermediate without the name constraint is refused", fault: faultUnconstrained, auth: appRoleAuth, wantErrAs: &signer.PermanentError{}, wantErr: `permitted URI domains are [], not ["east.mesh"]`},
+		{name: "intermediate with another path length is refused", fault: faultPathLength, auth: appRoleAuth, wantErrAs: &signer.PermanentError{}, wantErr: "path length 1, not the 0 asked for"},
 		{name: "truncated lifetime is issued, not refused", fault: faultTruncate, auth: appRoleAuth, wantGranted: 2*time.Hour + 30*time.Second},
 		{name: "missing Secret names the field", fault: faultNone, auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "nope", Key: "token"}}, wantErrAs: &signer.IssuerError{}, wantErr: "spec.auth.tokenSecretRef: Secret ns/nope not found"},
 		{name: "missing key names the field", fault: faultNone, auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "nope"}}, wantErrAs: &signer.IssuerError{}, wantErr: `spec.auth.tokenSecretRef: key "nope" not found in Secret ns/token`},

@@ -274,7 +274,9 @@ func (c *Client) do(ctx context.Context, fn func() error) error {
 	}
 	c.invalidate(gen)
 	if _, lerr := c.ensureToken(ctx); lerr != nil {
-		return fmt.Errorf("%w (logging in again after the 403 failed: %v)", err, lerr)
+		// The login failure decides what happens next (the issuer waits),
+		// so it is the error wrapped; the 403 is context.
+		return fmt.Errorf("logging in again after a 403 (%v): %w", err, lerr)
 	}
 	return fn()
 }

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -196,5 +197,27 @@ func TestUnreachableVault(t *testing.T) {
 	err = c.Check(context.Background(), "pki", "")
 	if !IsUnavailable(err) {
 		t.Fatalf("Check error = %v, want unavailable", err)
+	}
+}
+
+// A 403 whose fresh login fails is a login failure: callers (the issuer's
+// classify) see Op "login" and wait on the issuer rather than retrying the
+// request with ever more logins.
+func TestFailedReloginAfter403IsALoginError(t *testing.T) {
+	fv := &fakeVault{t: t, sign: func(string) (int, any) { return vaultErr(http.StatusForbidden, "permission denied") }}
+	fv.login = func(n int32) (int, any) {
+		if n == 1 {
+			return loginOK("token-1", 3600)
+		}
+		return vaultErr(http.StatusBadRequest, "invalid role or secret ID")
+	}
+	c, _ := newTestClient(t, fv)
+	_, err := c.Sign(context.Background(), leafReq)
+	var ve *Error
+	if !errors.As(err, &ve) || ve.Op != "login" {
+		t.Fatalf("Sign error %v: want a login *Error first", err)
+	}
+	if !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "invalid role or secret ID") {
+		t.Errorf("Sign error %q should carry both the 403 and the login failure", err)
 	}
 }
