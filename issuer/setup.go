@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/meshtrust/meshtrust/internal/statusguard"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
@@ -222,7 +223,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return nil
 		},
 	}
-	if err := cc.SetupWithManager(ctx, mgr); err != nil {
+	// issuer-lib takes its client from the manager; the guard keeps a
+	// signature for a request that was replaced under the same name off
+	// its successor.
+	guarded := guardedManager{Manager: mgr, client: statusguard.New(mgr.GetClient())}
+	if err := cc.SetupWithManager(ctx, guarded); err != nil {
 		return fmt.Errorf("setting up the issuer controllers: %w", err)
 	}
 	if err := setupLifetimeReporters(mgr, recorder, clk, opts); err != nil {
@@ -291,3 +296,11 @@ func send(ctx context.Context, ch chan<- event.GenericEvent, obj client.Object) 
 		return false
 	}
 }
+
+// guardedManager is mgr with issuer-lib's client swapped for the status guard.
+type guardedManager struct {
+	ctrl.Manager
+	client client.Client
+}
+
+func (m guardedManager) GetClient() client.Client { return m.client }
