@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
@@ -88,10 +89,24 @@ func BuildSignRequest(in SignInput) (vault.SignRequest, error) {
 	if err := CheckCAURIs(csr.URIs, trustDomain); err != nil {
 		return req, &FieldError{Field: "spec.request", Err: err}
 	}
+	// An intermediate's only names are its trust domain: DNS, IP or email
+	// SANs would not be constrained by it, and the enrolment policy does
+	// not allow them, so Vault would refuse the request on every retry.
+	if n := len(csr.DNSNames) + len(csr.IPAddresses) + len(csr.EmailAddresses); n > 0 {
+		return req, &FieldError{Field: "spec.request", Err: fmt.Errorf("the CSR for an intermediate carries %d DNS, IP or email names (%s); an intermediate is named only by its trust domain's SPIFFE URI: remove dnsNames, ipAddresses and emailAddresses from the Certificate", n, caOtherNames(csr))}
+	}
 	if req.CommonName == "" {
 		return req, &FieldError{Field: "spec.request", Err: errors.New("the CSR has no common name, which Vault's sign-intermediate requires; set commonName on the Certificate")}
 	}
 	req.MaxPathLength = int(spec.Intermediate.MaxPathLength)
 	req.PermittedURIDomains = []string{trustDomain}
 	return req, nil
+}
+
+func caOtherNames(csr *x509.CertificateRequest) string {
+	names := append(append([]string{}, csr.DNSNames...), csr.EmailAddresses...)
+	for _, ip := range csr.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return strings.Join(names, ", ")
 }

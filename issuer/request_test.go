@@ -1,7 +1,10 @@
 package issuer
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"net"
 	"reflect"
 	"testing"
 	"time"
@@ -55,6 +58,9 @@ func TestBuildSignRequest(t *testing.T) {
 		{name: "CA request without intermediate settings", spec: &v1alpha1.VaultIssuerSpec{}, csr: caCSR, isCA: true, wantField: "spec.intermediate.trustDomain"},
 		{name: "CA request for another trust domain", spec: withTD("west.mesh", 0), csr: caCSR, isCA: true, wantField: "spec.request"},
 		{name: "CA request with a path", spec: withTD("east.mesh", 0), csr: pkitest.URICSR(t, key, "x", "spiffe://east.mesh/ns"), isCA: true, wantField: "spec.request"},
+		{name: "CA request with a DNS name", spec: withTD("east.mesh", 0), csr: caCSRWith(t, &x509.CertificateRequest{DNSNames: []string{"istiod.istio-system.svc"}}), isCA: true, wantField: "spec.request"},
+		{name: "CA request with an IP address", spec: withTD("east.mesh", 0), csr: caCSRWith(t, &x509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}), isCA: true, wantField: "spec.request"},
+		{name: "CA request with an email address", spec: withTD("east.mesh", 0), csr: caCSRWith(t, &x509.CertificateRequest{EmailAddresses: []string{"ca@east.mesh"}}), isCA: true, wantField: "spec.request"},
 		{name: "CA request without common name", spec: withTD("east.mesh", 0), csr: pkitest.URICSR(t, key, "", "spiffe://east.mesh"), isCA: true, wantField: "spec.request"},
 		{
 			name: "leaf request", spec: withTD("east.mesh", 0), csr: leafCSR,
@@ -103,4 +109,13 @@ func TestBuildSignRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// caCSRWith is an east.mesh intermediate request with tmpl's other names.
+func caCSRWith(t *testing.T, tmpl *x509.CertificateRequest) []byte {
+	t.Helper()
+	tmpl.Subject = pkix.Name{CommonName: "east.mesh intermediate"}
+	tmpl.URIs = mustURLs(t, "spiffe://east.mesh")
+	_, csr := pkitest.CSR(t, tmpl)
+	return csr
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -186,7 +187,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		VaultTimeout:             opts.VaultTimeout,
 		RootsCacheTTL:            opts.RootsCacheTTL,
 	}
-	rc := &recheck{client: mgr.GetClient(), interval: opts.HealthCheckInterval, clock: clk, logger: mgr.GetLogger().WithName("issuer-recheck"),
+	rc := &recheck{client: mgr.GetClient(), clients: s.Factory, interval: opts.HealthCheckInterval, clock: clk, logger: mgr.GetLogger().WithName("issuer-recheck"),
 		issuers: make(chan event.GenericEvent), clusterIssuers: make(chan event.GenericEvent)}
 	issuerGVK := v1alpha1.GroupVersion.WithKind("VaultIssuer")
 	clusterIssuerGVK := v1alpha1.GroupVersion.WithKind("VaultClusterIssuer")
@@ -242,9 +243,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 }
 
 // recheck enqueues every issuer each interval so that issuer-lib runs Check
-// again.
+// again, and drops the Vault clients of issuers that are gone.
 type recheck struct {
 	client                  client.Reader
+	clients                 vault.ClientFactory
 	interval                time.Duration
 	clock                   clock.WithTicker
 	logger                  logr.Logger
@@ -268,23 +270,32 @@ func (r *recheck) Start(ctx context.Context) error {
 
 func (r *recheck) enqueueAll(ctx context.Context) {
 	logger := r.logger
+	live := map[types.UID]bool{}
 	var issuers v1alpha1.VaultIssuerList
-	if err := r.client.List(ctx, &issuers); err != nil {
-		logger.Error(err, "Listing VaultIssuers for the periodic health check")
+	issuersErr := r.client.List(ctx, &issuers)
+	if issuersErr != nil {
+		logger.Error(issuersErr, "Listing VaultIssuers for the periodic health check")
+	}
+	var clusterIssuers v1alpha1.VaultClusterIssuerList
+	clusterIssuersErr := r.client.List(ctx, &clusterIssuers)
+	if clusterIssuersErr != nil {
+		logger.Error(clusterIssuersErr, "Listing VaultClusterIssuers for the periodic health check")
 	}
 	for i := range issuers.Items {
+		live[issuers.Items[i].UID] = true
 		if !send(ctx, r.issuers, &issuers.Items[i]) {
 			return
 		}
 	}
-	var clusterIssuers v1alpha1.VaultClusterIssuerList
-	if err := r.client.List(ctx, &clusterIssuers); err != nil {
-		logger.Error(err, "Listing VaultClusterIssuers for the periodic health check")
-	}
 	for i := range clusterIssuers.Items {
+		live[clusterIssuers.Items[i].UID] = true
 		if !send(ctx, r.clusterIssuers, &clusterIssuers.Items[i]) {
 			return
 		}
+	}
+	// Only a complete list says which issuers are gone.
+	if issuersErr == nil && clusterIssuersErr == nil {
+		r.clients.Retain(func(uid types.UID) bool { return live[uid] })
 	}
 }
 

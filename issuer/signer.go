@@ -49,6 +49,12 @@ func (s *Signer) Check(ctx context.Context, iss issuerapi.Issuer) error {
 	err = s.check(ctx, v)
 	if err != nil {
 		logFailure(ctx, "Vault issuer check failed", err)
+		// The client holds what was read when it was built: the CA
+		// bundle from its Secret and the credentials. Whatever failed
+		// (a re-issued Vault TLS certificate, say) may be fixed in those
+		// Secrets without touching the issuer, so the next check reads
+		// them again.
+		s.Factory.Forget(v.obj.GetUID())
 	}
 	return err
 }

@@ -355,3 +355,29 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}
 	}
 }
+
+// A Vault whose TLS certificate was re-issued by another CA fails the check
+// until the CA bundle Secret is updated; the update alone, without touching
+// the issuer, must be enough.
+func TestCheckRereadsTheCABundleAfterAFailure(t *testing.T) {
+	now := pkitest.RandomNow(t)
+	fp := &fakePKI{t: t, root: newCert(t, "root", true, pkitest.ECKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, clientToken: secretClient}
+	srv := httptest.NewTLSServer(fp)
+	defer srv.Close()
+	other := newCert(t, "some other CA", true, pkitest.ECKey(t), nil, now.Add(-time.Hour), 48*time.Hour)
+	bundle := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vault-ca"}, Data: map[string][]byte{"ca.crt": other.PEM()}}
+	h := newHarness(t, bundle)
+	iss := testIssuer(srv.URL, appRoleAuth)
+	iss.Spec.CABundleSecretRef = &v1alpha1.SecretKeySelector{Name: "vault-ca", Key: "ca.crt"}
+
+	if err := h.signer.Check(h.ctx, iss); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Check against a Vault the CA bundle does not vouch for: %v, want a TLS failure", err)
+	}
+	bundle.Data["ca.crt"] = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := h.client.Update(h.ctx, bundle); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.signer.Check(h.ctx, iss); err != nil {
+		t.Fatalf("Check after the CA bundle Secret was fixed: %v", err)
+	}
+}

@@ -17,6 +17,10 @@ type ClientFactory interface {
 	// Get returns the cached Client for key, or builds one from the Config
 	// that build returns. build runs only on a cache miss.
 	Get(ctx context.Context, key CacheKey, build func(context.Context) (Config, error)) (*Client, error)
+	// Forget drops the issuer's client; the next Get builds a new one.
+	Forget(uid types.UID)
+	// Retain drops the clients of the issuers keep rejects.
+	Retain(keep func(types.UID) bool)
 }
 
 // CacheKey identifies a Client: one per issuer object and version of its
@@ -114,6 +118,20 @@ func (c *Cache) Forget(uid types.UID) {
 	if key, ok := c.latest[uid]; ok {
 		delete(c.entries, key)
 		delete(c.latest, uid)
+	}
+}
+
+// Retain drops the clients of every issuer keep rejects, e.g. those that no
+// longer exist: their tokens and connections would otherwise live as long
+// as the process.
+func (c *Cache) Retain(keep func(types.UID) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for uid, key := range c.latest {
+		if !keep(uid) {
+			delete(c.entries, key)
+			delete(c.latest, uid)
+		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestCache(t *testing.T) {
@@ -59,5 +61,29 @@ func TestCache(t *testing.T) {
 func TestSettingsDigest(t *testing.T) {
 	if SettingsDigest("ab", "c") == SettingsDigest("a", "bc") {
 		t.Fatal("digest is ambiguous across part boundaries")
+	}
+}
+
+func TestRetainDropsTheClientsOfIssuersThatAreGone(t *testing.T) {
+	c := NewCache(nil, nil)
+	build := func(context.Context) (Config, error) {
+		return Config{Address: "http://127.0.0.1:1", Auth: TokenAuth(func(context.Context) (string, error) { return "t", nil })}, nil
+	}
+	for _, uid := range []types.UID{"kept", "gone"} {
+		if _, err := c.Get(context.Background(), CacheKey{UID: uid, Generation: 1}, build); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Retain(func(uid types.UID) bool { return uid == "kept" })
+	if c.Len() != 1 {
+		t.Fatalf("%d clients after Retain, want 1", c.Len())
+	}
+	calls := 0
+	counting := func(ctx context.Context) (Config, error) { calls++; return build(ctx) }
+	if _, err := c.Get(context.Background(), CacheKey{UID: "kept", Generation: 1}, counting); err != nil || calls != 0 {
+		t.Fatalf("kept issuer: err %v, rebuilt %d times; want its client reused", err, calls)
+	}
+	if _, err := c.Get(context.Background(), CacheKey{UID: "gone", Generation: 1}, counting); err != nil || calls != 1 {
+		t.Fatalf("dropped issuer: err %v, built %d times; want a new client", err, calls)
 	}
 }
