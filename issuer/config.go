@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
@@ -72,6 +74,9 @@ func (s *Signer) client(ctx context.Context, v issuerView) (*vault.Client, error
 
 func (s *Signer) vaultConfig(ctx context.Context, v issuerView) (vault.Config, error) {
 	spec := v.spec
+	if err := CheckServer(spec.Server); err != nil {
+		return vault.Config{}, err
+	}
 	cfg := vault.Config{Address: spec.Server, Namespace: spec.Namespace, CACert: spec.CABundle, Timeout: s.VaultTimeout, RootsTTL: s.RootsCacheTTL}
 	if ref := spec.CABundleSecretRef; ref != nil {
 		ca, err := s.secretValue(ctx, v.secretNamespace, *ref, "spec.caBundleSecretRef")
@@ -154,4 +159,27 @@ func (s *Signer) serviceAccountToken(ctx context.Context, sa types.NamespacedNam
 		return "", fieldErr(field, "the TokenRequest for service account %s/%s returned no token", sa.Namespace, sa.Name)
 	}
 	return tr.Status.Token, nil
+}
+
+// CheckServer refuses a Vault address that would carry credentials in
+// cleartext: every login sends a Vault token, an AppRole secret ID or a
+// service-account token. Plain http is allowed to a loopback address only,
+// where nothing crosses a network (a local Vault in a lab).
+func CheckServer(server string) error {
+	u, err := url.Parse(server)
+	if err != nil {
+		return fieldErr("spec.server", "is not a URL: %w", err)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+		return fieldErr("spec.server", "%s would send Vault credentials in cleartext; use https (plain http is allowed only to a loopback address)", server)
+	default:
+		return fieldErr("spec.server", "scheme %q: want https", u.Scheme)
+	}
 }

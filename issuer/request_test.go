@@ -119,3 +119,33 @@ func caCSRWith(t *testing.T, tmpl *x509.CertificateRequest) []byte {
 	_, csr := pkitest.CSR(t, tmpl)
 	return csr
 }
+
+func TestCheckServer(t *testing.T) {
+	tests := []struct {
+		server string
+		ok     bool
+	}{
+		{"https://vault.example.com:8200", true},
+		{"https://10.0.0.5:8200", true},
+		{"http://127.0.0.1:8200", true},
+		{"http://127.9.9.9:8200", true},
+		{"http://[::1]:8200", true},
+		{"http://localhost:8200", true},
+		{"http://vault.vault.svc:8200", false},
+		{"http://10.0.0.5:8200", false},
+		{"http://localhost.attacker.example:8200", false},
+		{"http://127.0.0.1.nip.io:8200", false},
+		{"ftp://vault:21", false},
+		{"://", false},
+	}
+	for _, tc := range tests {
+		err := CheckServer(tc.server)
+		var fe *FieldError
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("CheckServer(%q) = %v, want ok", tc.server, err)
+		case !tc.ok && (!errors.As(err, &fe) || fe.Field != "spec.server"):
+			t.Errorf("CheckServer(%q) = %v, want a FieldError on spec.server", tc.server, err)
+		}
+	}
+}

@@ -85,16 +85,21 @@ func TestBadIssuerSettings(t *testing.T) {
 	tests := []struct {
 		name    string
 		auth    v1alpha1.VaultAuth
+		server  string // replaces the lab's Vault address
 		wantMsg string
 	}{
 		{name: "missing-secret", auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "does-not-exist", Key: "token"}}, wantMsg: "spec.auth.tokenSecretRef: Secret team-a/does-not-exist not found"},
 		{name: "missing-key", auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "nope"}}, wantMsg: `spec.auth.tokenSecretRef: key "nope" not found in Secret team-a/bad-creds`},
 		{name: "wrong-approle", auth: v1alpha1.VaultAuth{AppRole: &v1alpha1.AppRoleAuth{RoleID: e.roleID, SecretRef: v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "secretId"}}}, wantMsg: "vault login (auth/approle/login): HTTP 400"},
+		{name: "cleartext-server", auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "token"}}, server: "http://vault.example.invalid:8200", wantMsg: "spec.server: http://vault.example.invalid:8200 would send Vault credentials in cleartext"},
 		{name: "missing-service-account", auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.KubernetesAuth{Role: "team-a", ServiceAccountRef: v1alpha1.ServiceAccountRef{Name: "nobody"}}}, wantMsg: "spec.auth.kubernetes.serviceAccountRef: service account team-a/nobody not found"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			vi := &v1alpha1.VaultIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "bad-" + tc.name}, Spec: e.spec(tc.auth, trustDomain)}
+			if tc.server != "" {
+				vi.Spec.Server = tc.server
+			}
 			createOrFail(t, e.client, vi)
 			cond := e.waitIssuer(t, vi, metav1.ConditionFalse, tc.wantMsg)
 			if cond.Reason != "Pending" {
