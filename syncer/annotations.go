@@ -39,6 +39,14 @@ const (
 	// AnnotationLastRotationRevision records the Certificate's revision when
 	// that slot was recorded, written by the syncer.
 	AnnotationLastRotationRevision = "meshtrust.io/last-scheduled-rotation-revision"
+	// AnnotationGuardRevision records the Certificate revision the lifetime
+	// guard last triggered a renewal for, written by the syncer, so it
+	// triggers at most once per revision, across restarts too.
+	AnnotationGuardRevision = "meshtrust.io/lifetime-guard-revision"
+	// AnnotationGuardAt records when that trigger happened (RFC 3339): a
+	// certificate issued after it that still expires within the guard of it
+	// shows that renewing does not help.
+	AnnotationGuardAt = "meshtrust.io/lifetime-guard-triggered-at"
 )
 
 // Annotations on a cacerts Secret, written by the syncer.
@@ -78,6 +86,10 @@ type Settings struct {
 	LastSlot         time.Time
 	LastSlotRecorded bool
 	LastSlotRevision int
+
+	GuardRecorded bool
+	GuardRevision int
+	GuardAt       time.Time
 }
 
 // OptedIn reports whether a Certificate carries the opt-in annotation.
@@ -129,6 +141,15 @@ func ParseSettings(crt *cmapi.Certificate, defaultName string) (Settings, error)
 		if s.LastSlotRevision, err = strconv.Atoi(a[AnnotationLastRotationRevision]); err != nil {
 			s.LastSlotRevision = -1 // unknown: never "lost"
 		}
+	}
+	if v, ok := a[AnnotationGuardRevision]; ok {
+		if s.GuardRevision, err = strconv.Atoi(v); err != nil {
+			return s, fmt.Errorf("annotation %s=%q: want a revision number", AnnotationGuardRevision, v)
+		}
+		if s.GuardAt, err = time.Parse(time.RFC3339, a[AnnotationGuardAt]); err != nil {
+			return s, fmt.Errorf("annotation %s=%q: want RFC 3339 time", AnnotationGuardAt, a[AnnotationGuardAt])
+		}
+		s.GuardRecorded = true
 	}
 	if v, ok := a[AnnotationRestartAfterSync]; ok {
 		kind, name, found := strings.Cut(v, "/")

@@ -38,6 +38,10 @@ type Input struct {
 	Existing *corev1.Secret
 	// Deployment is the restart-after-sync target, nil if absent or unset.
 	Deployment *appsv1.Deployment
+	// PreviousOwnerReleased reports that the Certificate named by Existing's
+	// source annotation is gone, no longer opts in, or targets another
+	// Secret (see policy.Input).
+	PreviousOwnerReleased bool
 }
 
 // Event is a Kubernetes event to record on the Certificate.
@@ -69,6 +73,12 @@ type SlotRecord struct {
 	Revision int
 }
 
+// GuardRecord is the lifetime-guard trigger to store on the Certificate.
+type GuardRecord struct {
+	Revision int
+	At       time.Time
+}
+
 // Plan is what Compute decided; Apply carries it out.
 type Plan struct {
 	// Target is the cacerts Secret's name.
@@ -83,6 +93,8 @@ type Plan struct {
 	Renew *Renewal
 	// Record, when set, stores the scheduled-rotation slot on the Certificate.
 	Record *SlotRecord
+	// Guard, when set, stores the lifetime-guard trigger on the Certificate.
+	Guard *GuardRecord
 	// Restart names a Deployment in Target's namespace to restart, with the
 	// content checksum it is restarted for.
 	Restart, Checksum string
@@ -118,19 +130,29 @@ func Compute(in Input) Plan {
 	}
 
 	pin := policy.Input{
-		Now:              in.Now,
-		Certificate:      crt,
-		Source:           in.Source,
-		Target:           settings.Target,
-		Existing:         in.Existing,
-		TargetAllowed:    in.Options.targetAllowed(crt.Namespace, settings.Target.Namespace),
-		Adopt:            settings.Adopt,
-		WorkloadTTL:      in.Options.WorkloadCertTTL,
-		SafetyMargin:     in.Options.SafetyMargin,
-		Schedule:         settings.Schedule,
-		LastSlot:         settings.LastSlot,
-		LastSlotRecorded: settings.LastSlotRecorded,
-		LastSlotRevision: settings.LastSlotRevision,
+		Now:                   in.Now,
+		Certificate:           crt,
+		Source:                in.Source,
+		Target:                settings.Target,
+		Existing:              in.Existing,
+		TargetAllowed:         in.Options.targetAllowed(crt.Namespace, settings.Target.Namespace),
+		Layout:                settings.Layout,
+		Adopt:                 settings.Adopt,
+		PreviousOwnerReleased: in.PreviousOwnerReleased,
+		WorkloadTTL:           in.Options.WorkloadCertTTL,
+		SafetyMargin:          in.Options.SafetyMargin,
+		Schedule:              settings.Schedule,
+		LastSlot:              settings.LastSlot,
+		LastSlotRecorded:      settings.LastSlotRecorded,
+		LastSlotRevision:      settings.LastSlotRevision,
+		GuardRecorded:         settings.GuardRecorded,
+		GuardRevision:         settings.GuardRevision,
+		GuardAt:               settings.GuardAt,
+	}
+	if in.Source != nil {
+		// Parsed before the rotation decisions: the lifetime guard falls
+		// back to the certificate's own validity when the status lacks it.
+		pin.Bundle, pin.BundleErr = pki.ParseTLS(in.Source.Data)
 	}
 	p.rotation(pin)
 
@@ -138,7 +160,6 @@ func Compute(in Input) Plan {
 		p.Result = ResultPending
 		return p
 	}
-	pin.Bundle, pin.BundleErr = pki.ParseTLS(in.Source.Data)
 	if reason, msg, failed := policy.WriteChain().Evaluate(pin); failed {
 		var retry error
 		check := reason
@@ -185,7 +206,7 @@ func (p *Plan) requeue(at, now time.Time) {
 // rotation decides renewals and the scheduled-rotation record.
 func (p *Plan) rotation(pin policy.Input) {
 	crt := pin.Certificate
-	for _, check := range []policy.Func{policy.RenewBeforeTooShort, policy.RenewalFailingInsideGuard} {
+	for _, check := range []policy.Func{policy.RenewBeforeTooShort, policy.RenewalFailingInsideGuard, policy.LifetimeShorterThanGuard, policy.RenewedInsideGuard} {
 		if reason, msg, warn := check(pin); warn {
 			p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: reason, Message: msg})
 		}
@@ -197,6 +218,9 @@ func (p *Plan) rotation(pin policy.Input) {
 	if !policy.Issuing(crt) {
 		if reason, msg, must := policy.RotateChain().Evaluate(pin); must {
 			p.Renew = &Renewal{Reason: reason, Message: msg}
+			if reason == policy.ReasonLifetimeGuard {
+				p.Guard = &GuardRecord{Revision: policy.Revision(crt), At: pin.Now}
+			}
 		}
 	} else if due {
 		p.Events = append(p.Events, Event{Type: corev1.EventTypeNormal, Reason: policy.ReasonScheduled,
@@ -228,31 +252,43 @@ func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 	// the grace period, so istiod accepts the new file and peers that still
 	// present old-root chains keep verifying.
 	var changedAt time.Time
-	prevPEM, prev := previousRoots(existing)
-	if prev != nil && !policy.RootsChanged(prev, b.Roots) {
-		// Nothing was dropped, but roots may have been added or reordered
-		// (the issuer lists the signing root first, so a cluster moving to a
-		// new root reorders them). istiod accepts a new root file only if it
-		// contains the old one byte for byte, so the old bytes stay first
-		// and only what is new is appended.
-		if merged, all, err := pki.MergeRoots(prevPEM, b.Roots); err == nil {
-			b.RootsPEM, b.Roots = merged, all
-		}
+	prevKey, prevPEM, prev, err := previousRoots(existing)
+	if err != nil {
+		p.refusePreviousRoots(fmt.Sprintf("%s of Secret %s does not parse: %v", prevKey, p.Target, err),
+			fmt.Sprintf("Make %s hold only PEM certificates, with no other text, or delete the Secret", prevKey), err)
+		return
 	}
-	if prev != nil && policy.RootsChanged(prev, b.Roots) {
-		changedAt = now
-		if existing.Annotations[AnnotationSourceRootFPs] == srcFPs {
-			if t, err := time.Parse(time.RFC3339, existing.Annotations[AnnotationRootsChangedAt]); err == nil {
-				changedAt = t
+	if prev != nil {
+		// Even when no root was dropped, roots may have been added or
+		// reordered (the issuer lists the signing root first, so a cluster
+		// moving to a new root reorders them). istiod accepts a new root
+		// file only if it contains the old one byte for byte, so the old
+		// bytes stay first and only what is new is appended. Dropped roots
+		// are kept that way for the grace period.
+		dropped := policy.RootsChanged(prev, b.Roots)
+		keep, end := !dropped, time.Time{}
+		if dropped {
+			changedAt = now
+			if existing.Annotations[AnnotationSourceRootFPs] == srcFPs {
+				if t, err := time.Parse(time.RFC3339, existing.Annotations[AnnotationRootsChangedAt]); err == nil {
+					changedAt = t
+				}
 			}
+			end = changedAt.Add(s.RootGrace)
+			keep = now.Before(end)
 		}
-		if end := changedAt.Add(s.RootGrace); now.Before(end) {
+		if keep {
 			merged, all, err := pki.MergeRoots(prevPEM, b.Roots)
-			if err == nil {
-				b.RootsPEM, b.Roots = merged, all
+			if err != nil {
+				// Writing without the old bytes would drop roots with no
+				// grace, and istiod would reject the file anyway.
+				p.refusePreviousRoots(fmt.Sprintf("merging the previous roots in %s of Secret %s with the new ones fails: %v", prevKey, p.Target, err),
+					fmt.Sprintf("Remove roots no longer trusted from %s, or delete the Secret", prevKey), err)
+				return
+			}
+			b.RootsPEM, b.Roots = merged, all
+			if dropped {
 				p.requeue(end, now)
-			} else {
-				changedAt = time.Time{}
 			}
 		} else {
 			changedAt = time.Time{}
@@ -337,22 +373,34 @@ func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 	p.Result = ResultSynced
 }
 
-// previousRoots returns the root file of the current cacerts (either layout)
-// and its certificates, or nil if there is none that parses.
-func previousRoots(existing *corev1.Secret) ([]byte, []*x509.Certificate) {
+// previousRoots returns the key holding the root file of the current
+// cacerts (either layout), its bytes and its certificates; all empty if there
+// is none. The error says why a root file that is there does not parse.
+func previousRoots(existing *corev1.Secret) (string, []byte, []*x509.Certificate, error) {
 	if existing == nil {
-		return nil, nil
+		return "", nil, nil, nil
 	}
 	for _, k := range []string{pki.RootCertKey, pki.CACertBundleKey} {
 		if raw := existing.Data[k]; len(bytes.TrimSpace(raw)) > 0 {
 			certs, err := pki.DecodeCertificates(raw, pki.MaxRootBundlePEMSize)
 			if err != nil {
-				return nil, nil
+				return k, nil, nil, err
 			}
-			return raw, certs
+			return k, raw, certs, nil
 		}
 	}
-	return nil, nil
+	return "", nil, nil, nil
+}
+
+// refusePreviousRoots refuses a write that could not keep the roots now in
+// cacerts. istiod (<= 1.30) accepts a new root file only if it contains the
+// old file's bytes, and peers still presenting old-root chains need the old
+// roots for the grace period; so cacerts stays as it is until someone fixes
+// or deletes it. Retried, because an edit to a target under a custom name
+// brings no watch event.
+func (p *Plan) refusePreviousRoots(why, fix string, err error) {
+	msg := why + "; the Secret is left untouched because its roots cannot be carried over (istiod <= 1.30 accepts a new root file only if it contains the old one). " + fix
+	p.refuse(policy.ReasonPreviousRoots, msg, policy.ReasonPreviousRoots, fmt.Errorf("keep previous roots of %s: %w", p.Target, err))
 }
 
 // upToDate reports whether existing already holds exactly data, the label

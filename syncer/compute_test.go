@@ -53,6 +53,8 @@ func TestCompute(t *testing.T) {
 			wantResult: ResultRefused, wantEvents: []string{`Warning InvalidAnnotation annotation meshtrust.io/restart-after-sync="statefulset/istiod": want deployment/<name>`}},
 		{name: "bad cron", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "every day"}), Source: src},
 			wantResult: ResultRefused, wantEvents: []string{`Warning InvalidAnnotation annotation meshtrust.io/rotation-schedule: parse cron expression "every day"`}},
+		{name: "bad lifetime-guard record", in: Input{Certificate: crt(map[string]string{AnnotationGuardRevision: "1", AnnotationGuardAt: "yesterday"}), Source: src},
+			wantResult: ResultRefused, wantEvents: []string{`Warning InvalidAnnotation annotation meshtrust.io/lifetime-guard-triggered-at="yesterday": want RFC 3339 time`}},
 		{name: "slot due while issuing: record only", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "* * * * *"}, issuing), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantEvents: []string{"Normal ScheduledRotation slot"}},
 		{name: "slot due: renew and record", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "* * * * *"}), Source: src},

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -174,6 +175,13 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 	case !apierrors.IsNotFound(err):
 		return in, fmt.Errorf("get target Secret %s: %w", s.Target, err)
 	}
+	if in.Existing != nil && s.Adopt && in.Existing.Labels[policy.ManagedByLabel] == policy.ManagedByValue {
+		// Only adoption asks whether the Certificate feeding the target has
+		// let go of it; policy.TargetNotForeign decides.
+		if src := in.Existing.Annotations[policy.SourceAnnotation]; src != "" && src != crt.Namespace+"/"+crt.Name {
+			in.PreviousOwnerReleased = r.ownerReleased(ctx, src, s.Target)
+		}
+	}
 	if s.RestartTarget != "" {
 		dep := &appsv1.Deployment{}
 		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: s.Target.Namespace, Name: s.RestartTarget}, dep); {
@@ -184,6 +192,33 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 		}
 	}
 	return in, nil
+}
+
+// ownerReleased reports whether the Certificate src ("<namespace>/<name>",
+// from a cacerts source annotation) no longer feeds target: it is gone, being
+// deleted, no longer opts in, or targets another Secret. It reads the cached
+// client, which holds every Certificate (stubs for those not opted in).
+func (r *Reconciler) ownerReleased(ctx context.Context, src string, target types.NamespacedName) bool {
+	ns, name, ok := strings.Cut(src, "/")
+	if !ok || ns == "" || name == "" {
+		return true // names no Certificate at all
+	}
+	other := &cmapi.Certificate{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, other); {
+	case apierrors.IsNotFound(err):
+		return true
+	case err != nil:
+		// Typically a namespace outside this controller's cache, perhaps
+		// served by another instance: that it let go cannot be shown, so
+		// it keeps the Secret.
+		logr.FromContextOrDiscard(ctx).Info("cannot look up the Certificate that feeds the target; not adopting", "source", src, "error", err.Error())
+		return false
+	}
+	if other.DeletionTimestamp != nil || !OptedIn(other.Annotations) {
+		return true
+	}
+	s, _ := ParseSettings(other, r.Options.SecretName)
+	return s.Target != target
 }
 
 // apply carries out a plan: write cacerts, record the slot, trigger the
@@ -226,8 +261,8 @@ func (r *Reconciler) apply(ctx context.Context, crt *cmapi.Certificate, p Plan) 
 		r.Metrics.Roots.WithLabelValues(p.Target.Namespace, p.Target.Name).Set(float64(p.Roots))
 	}
 
-	if p.Record != nil {
-		if err := r.recordSlot(ctx, crt, *p.Record); err != nil {
+	if p.Record != nil || p.Guard != nil {
+		if err := r.record(ctx, crt, p.Record, p.Guard); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -250,18 +285,25 @@ func (r *Reconciler) apply(ctx context.Context, crt *cmapi.Certificate, p Plan) 
 	return reconcile.Result{RequeueAfter: p.RequeueAfter}, p.Retry
 }
 
-// recordSlot stores the scheduled-rotation slot before the renewal is
-// triggered, so a restart never fires the slot twice; ScheduledTriggerLost
-// covers a crash between the two writes.
-func (r *Reconciler) recordSlot(ctx context.Context, crt *cmapi.Certificate, rec SlotRecord) error {
+// record stores the scheduled-rotation slot and the lifetime-guard trigger
+// before the renewal is triggered, so a restart never fires either twice;
+// ScheduledTriggerLost and GuardTriggerLost cover a crash between the two
+// writes.
+func (r *Reconciler) record(ctx context.Context, crt *cmapi.Certificate, slot *SlotRecord, guard *GuardRecord) error {
 	base := crt.DeepCopy()
 	if crt.Annotations == nil {
 		crt.Annotations = map[string]string{}
 	}
-	crt.Annotations[AnnotationLastRotation] = rec.Slot.UTC().Format(time.RFC3339)
-	crt.Annotations[AnnotationLastRotationRevision] = fmt.Sprint(rec.Revision)
+	if slot != nil {
+		crt.Annotations[AnnotationLastRotation] = slot.Slot.UTC().Format(time.RFC3339)
+		crt.Annotations[AnnotationLastRotationRevision] = fmt.Sprint(slot.Revision)
+	}
+	if guard != nil {
+		crt.Annotations[AnnotationGuardRevision] = fmt.Sprint(guard.Revision)
+		crt.Annotations[AnnotationGuardAt] = guard.At.UTC().Format(time.RFC3339)
+	}
 	if err := r.Client.Patch(ctx, crt, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("record scheduled rotation slot on Certificate: %w", err)
+		return fmt.Errorf("record scheduled rotation or lifetime-guard trigger on Certificate: %w", err)
 	}
 	return nil
 }

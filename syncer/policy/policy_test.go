@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
 
@@ -36,10 +38,10 @@ func TestRotateChain(t *testing.T) {
 		wantReason string
 	}{
 		{"healthy, no schedule", Input{Certificate: crt(now.Add(-time.Hour), now.Add(30*24*time.Hour), 1)}, ""},
-		{"inside guard", Input{Certificate: crt(now.Add(-time.Hour), now.Add(24*time.Hour), 1)}, ReasonLifetimeGuard},
+		{"inside guard", Input{Certificate: crt(now.Add(-30*24*time.Hour), now.Add(24*time.Hour), 1)}, ReasonLifetimeGuard},
 		{"exactly at guard", Input{Certificate: crt(now.Add(-time.Hour), now.Add(25*time.Hour), 1)}, ReasonLifetimeGuard},
 		{"inside guard, issuance failing", Input{Certificate: func() *cmapi.Certificate {
-			c := crt(now.Add(-time.Hour), now.Add(24*time.Hour), 1)
+			c := crt(now.Add(-30*24*time.Hour), now.Add(24*time.Hour), 1)
 			c.Status.LastFailureTime = mt(now.Add(-time.Minute))
 			return c
 		}()}, ""},
@@ -130,3 +132,120 @@ var errSentinel = &sentinel{}
 type sentinel struct{}
 
 func (*sentinel) Error() string { return "bad" }
+
+// TestLifetimeGuardOnlyWhenRenewalHelps covers the guard's brakes: a
+// certificate issued already inside the guard (lifetime at most the guard,
+// or a renewal that came back inside it) must never trigger, and a revision
+// triggers at most once, since each trigger is a signing.
+func TestLifetimeGuardOnlyWhenRenewalHelps(t *testing.T) {
+	now := pkitest.RandomNow(t)
+	const day = 24 * time.Hour
+	crt := func(notBefore, notAfter time.Time, rev int, conds ...cmapi.CertificateCondition) *cmapi.Certificate {
+		return &cmapi.Certificate{Status: cmapi.CertificateStatus{NotBefore: mt(notBefore), NotAfter: mt(notAfter), Revision: &rev, Conditions: conds}}
+	}
+	failed := cmapi.CertificateCondition{Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionFalse, Reason: "Failed"}
+	short := pkitest.New(t, now, pkitest.Spec{CN: "short", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(day)}, nil)
+	tests := []struct {
+		name       string
+		in         Input
+		wantReason string
+		wantWarn   string
+	}{
+		{name: "lifetime equals guard", in: Input{Certificate: crt(now.Add(-time.Hour), now.Add(day), 1)}, wantWarn: ReasonLifetimeTooShort},
+		{name: "lifetime shorter than guard", in: Input{Certificate: crt(now.Add(-time.Hour), now.Add(12*time.Hour), 1)}, wantWarn: ReasonLifetimeTooShort},
+		{name: "guard-length TTL backdated 30s (Vault)", in: Input{Certificate: crt(now.Add(-30*time.Second), now.Add(25*time.Hour-time.Second), 1)}, wantWarn: ReasonLifetimeTooShort},
+		{name: "lifetime from the parsed certificate", in: Input{Certificate: func() *cmapi.Certificate {
+			c := crt(now, now.Add(day), 1)
+			c.Status.NotBefore = nil
+			return c
+		}(), Bundle: &pki.Bundle{Cert: short.Cert}}, wantWarn: ReasonLifetimeTooShort},
+		{name: "lifetime just over guard and slack", in: Input{Certificate: crt(now.Add(-time.Hour-IssuanceSlack-time.Second), now.Add(day), 1)}, wantReason: ReasonLifetimeGuard},
+		{name: "long-lived, inside guard", in: Input{Certificate: crt(now.Add(-29*day), now.Add(day), 1)}, wantReason: ReasonLifetimeGuard},
+		{name: "already triggered for this revision", in: Input{Certificate: crt(now.Add(-29*day), now.Add(day), 1, failed),
+			GuardRecorded: true, GuardRevision: 1, GuardAt: now.Add(-time.Minute)}},
+		{name: "trigger recorded but lost", in: Input{Certificate: crt(now.Add(-29*day), now.Add(day), 1),
+			GuardRecorded: true, GuardRevision: 1, GuardAt: now.Add(-time.Minute)}, wantReason: ReasonGuardResumed},
+		{name: "trigger recorded, now outside guard", in: Input{Certificate: crt(now.Add(-29*day), now.Add(2*day), 1),
+			GuardRecorded: true, GuardRevision: 1, GuardAt: now.Add(-time.Minute)}},
+		{name: "renewal came back inside the guard", in: Input{Certificate: crt(now.Add(-10*day), now.Add(24*time.Hour+30*time.Minute), 2),
+			GuardRecorded: true, GuardRevision: 1, GuardAt: now.Add(-time.Minute)}, wantWarn: ReasonRenewedInGuard},
+		{name: "renewal was fine, drifted into guard later", in: Input{Certificate: crt(now.Add(-29*day), now.Add(day), 2),
+			GuardRecorded: true, GuardRevision: 1, GuardAt: now.Add(-29 * day)}, wantReason: ReasonLifetimeGuard},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Now, tt.in.WorkloadTTL, tt.in.SafetyMargin = now, 24*time.Hour, time.Hour
+			reason, msg, failed := RotateChain().Evaluate(tt.in)
+			if reason != tt.wantReason || failed != (tt.wantReason != "") {
+				t.Errorf("rotate: got %q (%s), want %q", reason, msg, tt.wantReason)
+			}
+			var warn string
+			for _, f := range []Func{LifetimeShorterThanGuard, RenewedInsideGuard} {
+				if r, m, w := f(tt.in); w {
+					if warn != "" {
+						t.Errorf("second warning %s: %s", r, m)
+					}
+					warn, msg = r, m
+				}
+			}
+			if warn != tt.wantWarn {
+				t.Fatalf("warning %q (%s), want %q", warn, msg, tt.wantWarn)
+			}
+			// The warning must say what to change.
+			switch warn {
+			case ReasonLifetimeTooShort:
+				for _, want := range []string{"lifetime", "guard 25h0m0s", "spec.duration", "max TTL", "--syncer-workload-cert-ttl"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("message %q lacks %q", msg, want)
+					}
+				}
+			case ReasonRenewedInGuard:
+				if !strings.Contains(msg, "revision 2") || !strings.Contains(msg, "not renewing again") {
+					t.Errorf("message %q", msg)
+				}
+			}
+		})
+	}
+}
+
+func TestTargetChecks(t *testing.T) {
+	crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca"}}
+	managed := func(src string, typ corev1.SecretType) *corev1.Secret {
+		return &corev1.Secret{Type: typ, ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{ManagedByLabel: ManagedByValue}, Annotations: map[string]string{SourceAnnotation: src}}}
+	}
+	unmanaged := func(typ corev1.SecretType) *corev1.Secret { return &corev1.Secret{Type: typ} }
+	// passed is the reason of the check after the target checks: reaching
+	// it means the target was accepted.
+	const passed = ReasonInvalidBundle
+	tests := []struct {
+		name       string
+		in         Input
+		wantReason string
+		wantMsg    string
+	}{
+		{name: "no target yet", in: Input{}, wantReason: passed},
+		{name: "fed by itself", in: Input{Existing: managed("ns/ca", "")}, wantReason: passed},
+		{name: "fed by another", in: Input{Existing: managed("ns/other", "")}, wantReason: ReasonOwnedByOther, wantMsg: "meshtrust.io/adopt"},
+		{name: "fed by another that let go, no adopt", in: Input{Existing: managed("ns/other", ""), PreviousOwnerReleased: true}, wantReason: ReasonOwnedByOther},
+		{name: "adopt, other still feeds it", in: Input{Existing: managed("ns/other", ""), Adopt: true}, wantReason: ReasonOwnedByOther, wantMsg: "still exists and opts in"},
+		{name: "adopt, other let go", in: Input{Existing: managed("ns/other", ""), Adopt: true, PreviousOwnerReleased: true}, wantReason: passed},
+		{name: "adopt unmanaged", in: Input{Existing: unmanaged(""), Adopt: true}, wantReason: passed},
+		{name: "tls type, istio layout", in: Input{Existing: managed("ns/ca", corev1.SecretTypeTLS), Layout: pki.LayoutIstio}, wantReason: ReasonTargetType,
+			wantMsg: `meshtrust.io/istio-cacerts-layout: "tls", or delete the Secret`},
+		{name: "adopted tls type, istio layout", in: Input{Existing: unmanaged(corev1.SecretTypeTLS), Adopt: true, Layout: pki.LayoutIstio}, wantReason: ReasonTargetType, wantMsg: "kubernetes.io/tls"},
+		{name: "tls type, tls layout", in: Input{Existing: managed("ns/ca", corev1.SecretTypeTLS), Layout: pki.LayoutTLS}, wantReason: passed},
+		{name: "opaque, tls layout", in: Input{Existing: managed("ns/ca", corev1.SecretTypeOpaque), Layout: pki.LayoutTLS}, wantReason: passed},
+		{name: "docker config type", in: Input{Existing: managed("ns/ca", corev1.SecretTypeDockerConfigJson), Layout: pki.LayoutTLS}, wantReason: ReasonTargetType, wantMsg: "Delete the Secret"},
+		{name: "custom type", in: Input{Existing: managed("ns/ca", "example.com/ca"), Layout: pki.LayoutIstio}, wantReason: passed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Certificate, tt.in.TargetAllowed = crt, true
+			tt.in.Source, tt.in.BundleErr = &corev1.Secret{}, errSentinel
+			reason, msg, _ := WriteChain().Evaluate(tt.in)
+			if reason != tt.wantReason || !strings.Contains(msg, tt.wantMsg) {
+				t.Fatalf("got %q (%s), want %q with %q", reason, msg, tt.wantReason, tt.wantMsg)
+			}
+		})
+	}
+}
