@@ -119,6 +119,10 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	step("a failed root generation restores the max TTL", func(t *testing.T) {
+		failedGenerationKeepsMaxTTL(ctx, t, c, root)
+	})
+
 	step("import and adopt an existing root", func(t *testing.T) {
 		imported := selfSignedRoot(t, "imported root")
 		rootCert := imported.Cert
@@ -135,6 +139,7 @@ func TestCLI(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "Nothing changed") {
 			t.Errorf("second import changed something")
 		}
+		importNeverRenames(ctx, t, c, root, file)
 		r = c.run(t, "vault", "bootstrap", "--mount", "pki-imported", "--adopt-issuer", "imported-root")
 		if r.code != 0 || !strings.Contains(r.stdout, "adopted existing issuer") || !strings.Contains(r.stdout, "Nothing changed") {
 			t.Errorf("adopt: exit %d", r.code)
@@ -213,6 +218,10 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	step("enroll refuses a mount that is not the cluster's", func(t *testing.T) {
+		enrollRefusesForeignMounts(ctx, t, c, root, east.Host)
+	})
+
 	var eastInter, westInter *signed
 	step("east's policy pins its trust domain", func(t *testing.T) {
 		vc := clientWithToken(t, l.Vault.Addr, eastToken)
@@ -226,6 +235,7 @@ func TestCLI(t *testing.T) {
 	})
 
 	var westSecretID string
+	var westLogin map[string]any
 	step("enroll west with AppRole", func(t *testing.T) {
 		r := c.run(t, "vault", "enroll", "--cluster", "west", "--trust-domain", "west.mesh", "--auth", "approle", "--context", "west")
 		if r.code != 0 {
@@ -253,6 +263,15 @@ func TestCLI(t *testing.T) {
 		secretsSeen = append(secretsSeen, login.Auth.ClientToken)
 		vc := clientWithToken(t, l.Vault.Addr, login.Auth.ClientToken)
 		westInter = provePinning(ctx, t, vc, westCN, "west.mesh", "east.mesh", rootPEM)
+		westLogin = map[string]any{"role_id": roleID, "secret_id": westSecretID}
+	})
+
+	step("unenroll refuses a mount enroll did not create for the cluster", func(t *testing.T) {
+		unenrollRefusesForeignMounts(ctx, t, c, root, westLogin)
+	})
+
+	step("an AppRole secret ID file is kept, 0600", func(t *testing.T) {
+		secretsSeen = append(secretsSeen, secretIDFileKept(ctx, t, c, root)...)
 	})
 
 	step("status healthy", func(t *testing.T) {
@@ -272,6 +291,7 @@ func TestCLI(t *testing.T) {
 		putCacerts(ctx, t, east.Clientset, istioData(t, eastInter.cert, eastInter.key, eastInter.root), "istio-system/istio-ca")
 		putCacerts(ctx, t, west.Clientset, tlsData(t, westInter.cert, westInter.key, westInter.root))
 		exportDir := t.TempDir()
+		stale := staleExport(t, exportDir)
 		r := c.run(t, "status", "--context", "east", "--context", "west", "--export", exportDir)
 		if r.code != 0 || !strings.Contains(r.stdout, "HEALTHY") {
 			t.Fatalf("status: exit %d", r.code)
@@ -289,8 +309,16 @@ func TestCLI(t *testing.T) {
 			t.Errorf("trust matrix is not all yes")
 		}
 		for _, f := range []string{"east/ca-cert.pem", "east/ca-key.pem", "east/cert-chain.pem", "east/root-cert.pem", "west/tls.crt", "west/ca.crt"} {
-			if _, err := os.Stat(filepath.Join(exportDir, f)); err != nil {
+			fi, err := os.Stat(filepath.Join(exportDir, f))
+			if err != nil {
 				t.Errorf("export: %v", err)
+			} else if fi.Mode().Perm() != 0o600 {
+				t.Errorf("export: %s has mode %v, want 0600", f, fi.Mode().Perm())
+			}
+		}
+		for _, f := range stale {
+			if _, err := os.Stat(f); err == nil {
+				t.Errorf("export left %s of an earlier layout", f)
 			}
 		}
 		j := c.run(t, "status", "--context", "east", "--context", "west", "-o", "json")

@@ -42,7 +42,10 @@ something checked is wrong (the clusters at fault are named), 2 when the check
 could not run.
 
 --export DIR writes each cluster's cacerts files to DIR/<context>/, as a
-Secret volume mounts them for istiod (including the CA key, mode 0600).`,
+Secret volume mounts them for istiod (including the CA key, mode 0600). The
+folder is replaced whole, so it holds only the Secret's current keys. Every
+character of the context name outside [A-Za-z0-9._-] becomes "_"; contexts
+that would share a folder are refused.`,
 		Example: `  meshtrust status --context east --context west
   meshtrust status --context east --context west -o json
   meshtrust status --context east --context west --expect-root 18cec801728fcde15e3e1fc54cf1d46398c7adc6bc7a1ac5f158b98daff97e5a
@@ -67,6 +70,11 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 	contexts, err := kc.Resolve(e.contexts)
 	if err != nil {
 		return err
+	}
+	if f.exportDir != "" {
+		if err := status.CheckExportNames(contexts); err != nil {
+			return err
+		}
 	}
 	inputs := make([]status.Input, len(contexts))
 	for i, name := range contexts {

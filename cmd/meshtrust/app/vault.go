@@ -221,7 +221,9 @@ issuer, for the issuer's health check.
 Auth is, by default, a kubernetes auth mount per cluster (auth/kubernetes-<cluster>)
 configured with the cluster's API server URL and CA from --context and a
 token-reviewer ServiceAccount token minted there, plus a role bound to the
-controller's ServiceAccount. With --auth approle, a role in the AppRole mount;
+controller's ServiceAccount. The mount is created with the description
+"meshtrust: cluster <name>"; enroll refuses to reconfigure an existing mount
+without it, and unenroll disables only such a mount. With --auth approle, a role in the AppRole mount;
 its secret ID goes into a Secret in the cluster (--context) or into
 --secret-id-file, and is never printed.
 
@@ -260,7 +262,7 @@ Manifests go to standard output, progress to standard error.`,
 	fl.DurationVar(&o.AppRole.SecretIDTTL, "secret-id-ttl", 0, "AppRole secret ID lifetime (0: no expiry)")
 	fl.StringVar(&f.secretNS, "secret-namespace", "meshtrust-system", "namespace of the AppRole secret-ID Secret (the cluster resource namespace)")
 	fl.StringVar(&f.secretName, "secret-name", "meshtrust-vault-approle", "name of the AppRole secret-ID Secret")
-	fl.StringVar(&f.secretIDFile, "secret-id-file", "", "write a new AppRole secret ID to this file (mode 0600) instead of a Secret")
+	fl.StringVar(&f.secretIDFile, "secret-id-file", "", "write an AppRole secret ID to this file (mode 0600) instead of a Secret; kept while Vault accepts it")
 	fl.StringVar(&f.server, "server", "", "Vault address as the cluster reaches it (default: the Vault address)")
 	fl.StringVar(&f.caBundleFile, "ca-bundle-file", "", "PEM CA the cluster uses to verify Vault's TLS (default: VAULT_CACERT)")
 	fl.StringVar(&f.clusterIssuerName, "cluster-issuer-name", "meshtrust-vault", "name of the VaultClusterIssuer")
@@ -374,7 +376,7 @@ func runEnroll(ctx context.Context, e *env, vf *vaultFlags, f *enrollFlags) erro
 	case vaultops.AuthAppRole:
 		mo.AppRole = &v1alpha1.AppRoleAuth{MountPath: o.AuthMount, RoleID: res.RoleID,
 			SecretRef: v1alpha1.SecretKeySelector{Name: f.secretName, Key: "secret-id"}}
-		step, err := f.storeSecretID(ctx, c, clients)
+		step, err := f.storeSecretID(ctx, c, clients, e.now())
 		if err != nil {
 			return err
 		}
@@ -446,22 +448,20 @@ func (f *enrollFlags) kubernetesInputs(clients *kube.Clients) error {
 	return nil
 }
 
-// storeSecretID mints an AppRole secret ID only when none is stored yet, so
-// that a second enroll changes nothing, and puts it where the issuer reads
-// it. The value goes nowhere else.
-func (f *enrollFlags) storeSecretID(ctx context.Context, c *vaultops.Client, clients *kube.Clients) (vaultops.Step, error) {
+// storeSecretID mints an AppRole secret ID only when none is stored yet (in
+// a file: none that Vault still accepts), so that a second enroll changes
+// nothing and leaves no extra valid secret ID behind, and puts it where the
+// issuer reads it. The value goes nowhere else.
+func (f *enrollFlags) storeSecretID(ctx context.Context, c *vaultops.Client, clients *kube.Clients, now time.Time) (vaultops.Step, error) {
 	o := &f.o
 	name := "AppRole secret ID"
 	switch {
 	case f.secretIDFile != "":
-		id, err := vaultops.GenerateSecretID(ctx, c, o.AuthMount, o.Role)
-		if err != nil {
-			return vaultops.Step{}, err
+		step, err := storeSecretIDFile(ctx, c, o.AuthMount, o.Role, f.secretIDFile, now)
+		if err == nil {
+			step.Detail += fmt.Sprintf("; create Secret %s/%s (key secret-id) from it", f.secretNS, f.secretName)
 		}
-		if err := os.WriteFile(f.secretIDFile, []byte(id), 0o600); err != nil {
-			return vaultops.Step{}, fmt.Errorf("writing --secret-id-file: %w", err)
-		}
-		return vaultops.Step{Name: name, Changed: true, Detail: fmt.Sprintf("new secret ID written to %s; create Secret %s/%s (key secret-id) from it", f.secretIDFile, f.secretNS, f.secretName)}, nil
+		return step, err
 	case clients != nil:
 		has, err := kube.SecretHasKey(ctx, clients.Clientset, f.secretNS, f.secretName, "secret-id")
 		if err != nil {
@@ -503,7 +503,10 @@ func newUnenrollCommand(e *env, vf *vaultFlags) *cobra.Command {
 		Short: "Remove a cluster's Vault role and policy (and optionally revoke its intermediates)",
 		Long: `Deletes the cluster's auth role and policy. For kubernetes auth it also
 disables the cluster's own auth mount, which revokes every token it issued
-(--keep-auth-mount to keep it). With --revoke it also revokes the cluster's
+(--keep-auth-mount to keep it). It refuses, changing nothing, to disable a
+mount that enroll did not create for --cluster (another type, or a kubernetes
+mount without the description "meshtrust: cluster <name>"), and to touch a
+mount of another type than --auth. With --revoke it also revokes the cluster's
 unexpired intermediates (CA certificates whose only permitted URI domain is
 --trust-domain and whose CN is --common-name), so they appear on the CRL.`,
 		Example: `  meshtrust vault unenroll --cluster east
@@ -525,7 +528,8 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 			if o.CommonName == "" {
 				o.CommonName = cluster + " istio intermediate CA"
 			}
-			switch vaultops.AuthKind(authKind) {
+			o.Cluster, o.Auth = cluster, vaultops.AuthKind(authKind)
+			switch o.Auth {
 			case vaultops.AuthKubernetes:
 				if o.AuthMount == "" {
 					o.AuthMount = "kubernetes-" + cluster

@@ -30,7 +30,7 @@ type BootstrapOptions struct {
 	// KeyBits is the key size; 0 means 256 for ec and 2048 for rsa.
 	KeyBits int
 	// TTL is the root's lifetime. The mount's max lease TTL is raised to it
-	// while the root is generated.
+	// for the one call that generates the root, and restored after it.
 	TTL time.Duration
 	// MaxIntermediateTTL is the mount's max lease TTL once the root exists:
 	// Vault silently cuts every intermediate to it, whatever TTL is asked.
@@ -154,12 +154,14 @@ func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapRe
 		}
 		res.step(mountName, false, "PKI engine already enabled")
 	} else {
+		// Created with the intermediates' cap, so that a bootstrap that fails
+		// later leaves no mount that would sign long-lived intermediates.
 		err := c.API.Sys().MountWithContext(ctx, o.Mount, &vaultapi.MountInput{Type: "pki", Description: "meshtrust shared root",
-			Config: mountConfig(o.TTL)})
+			Config: mountConfig(o.MaxIntermediateTTL)})
 		if err != nil {
 			return nil, wrap(c.Addr, "enabling the PKI engine at "+o.Mount+"/", err)
 		}
-		res.step(mountName, true, "PKI engine enabled (max lease TTL %s while the root is generated)", Dur(o.TTL))
+		res.step(mountName, true, "PKI engine enabled (max lease TTL %s)", Dur(o.MaxIntermediateTTL))
 	}
 
 	issuerID, err := ensureRoot(ctx, c, o, res)
@@ -206,10 +208,29 @@ func ensureRoot(ctx context.Context, c *Client, o BootstrapOptions, res *Bootstr
 	if len(o.ImportPEM) > 0 {
 		return importRoot(ctx, c, o, res)
 	}
-	// Raise the mount's max TTL first: Vault cuts the root itself to it.
-	if err := tuneMaxTTL(ctx, c, o.Mount, o.TTL, true); err != nil {
+	return generateRoot(ctx, c, o, res)
+}
+
+// generateRoot generates the root inside Vault. Vault cuts the root itself
+// to the mount's max lease TTL, so that is raised to the root's TTL for this
+// one call; while it is raised, any intermediate signed in the mount could
+// get the root's lifetime, so it is restored whether or not the call works.
+func generateRoot(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) (id string, err error) {
+	restore, err := raiseMaxTTL(ctx, c, o.Mount, o.TTL)
+	if err != nil {
 		return "", err
 	}
+	defer func() {
+		rerr := restore()
+		if rerr == nil {
+			return
+		}
+		rerr = fmt.Errorf("max lease TTL of %s/ may still be %s, longer than any intermediate should live; rerun bootstrap to lower it: %w", o.Mount, Dur(o.TTL), rerr)
+		if err != nil {
+			rerr = fmt.Errorf("%w; and %w", err, rerr)
+		}
+		id, err = "", rerr
+	}()
 	s, err := c.write(ctx, "generating the root in "+o.Mount+"/", o.Mount+"/root/generate/internal", map[string]any{
 		"common_name": o.CommonName,
 		"key_type":    o.KeyType,
@@ -221,36 +242,74 @@ func ensureRoot(ctx context.Context, c *Client, o BootstrapOptions, res *Bootstr
 	if err != nil {
 		return "", err
 	}
-	id, _ := s.Data["issuer_id"].(string)
+	if s != nil {
+		id, _ = s.Data["issuer_id"].(string)
+	}
 	if id == "" {
 		return "", fmt.Errorf("vault at %s: generating the root: response carries no issuer_id", c.Addr)
 	}
-	res.step(name, true, "generated root %s (%s) inside Vault, key type %s %d", o.IssuerName, id, o.KeyType, o.keyBits())
+	res.step("root issuer", true, "generated root %s (%s) inside Vault, key type %s %d", o.IssuerName, id, o.KeyType, o.keyBits())
 	return id, nil
 }
 
+// importRoot imports the root and names it. When the certificate is
+// already in the mount, Vault imports nothing and returns the existing
+// issuer; that one is named only if it has no name yet (a former import
+// stopped before naming it): renaming it would break every policy pinned to
+// <mount>/issuer/<old name>/sign-intermediate.
 func importRoot(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) (string, error) {
 	s, err := c.write(ctx, "importing the root into "+o.Mount+"/", o.Mount+"/issuers/import/bundle", map[string]any{"pem_bundle": string(o.ImportPEM)})
 	if err != nil {
 		return "", err
 	}
-	ids := stringList(s.Data["imported_issuers"])
-	if len(ids) == 0 {
-		// Vault imports nothing when the certificate is already there under
-		// another name; look it up by its mapping instead.
-		mapping, _ := s.Data["mapping"].(map[string]any)
-		for id := range mapping {
-			ids = append(ids, id)
+	var data map[string]any
+	if s != nil {
+		data = s.Data
+	}
+	id, isNew, err := importedIssuer(data)
+	if err != nil {
+		return "", fmt.Errorf("vault at %s: importing the root into %s/: %w", c.Addr, o.Mount, err)
+	}
+	verb := "imported root as"
+	if !isNew {
+		existing, err := readIssuer(ctx, c, o.Mount, id)
+		if err != nil {
+			return "", err
 		}
+		if existing.IssuerName != "" {
+			return "", fmt.Errorf("vault at %s: the root in --import-pem is already issuer %q (%s) of %s/: refusing to rename it to %q, which would break every policy pinned to its name; pass --adopt-issuer %s to use it",
+				c.Addr, existing.IssuerName, id, o.Mount, o.IssuerName, existing.IssuerName)
+		}
+		verb = "named the unnamed, already imported root"
 	}
-	if len(ids) != 1 {
-		return "", fmt.Errorf("vault at %s: importing the root: want exactly one issuer in the PEM bundle, Vault found %d", c.Addr, len(ids))
-	}
-	if _, err := c.write(ctx, "naming the imported root", o.Mount+"/issuer/"+ids[0], map[string]any{"issuer_name": o.IssuerName}); err != nil {
+	// PATCH, not POST: a POST to the issuer resets every setting it omits.
+	if _, err := c.patch(ctx, "naming the imported root", o.Mount+"/issuer/"+id, map[string]any{"issuer_name": o.IssuerName}); err != nil {
 		return "", err
 	}
-	res.step("root issuer", true, "imported root as %s (%s)", o.IssuerName, ids[0])
-	return ids[0], nil
+	res.step("root issuer", true, "%s %s (%s)", verb, o.IssuerName, id)
+	return id, nil
+}
+
+// importedIssuer picks the one issuer of an import/bundle response, and
+// whether Vault created it (false: the certificate was already there).
+func importedIssuer(data map[string]any) (id string, isNew bool, err error) {
+	imported := stringList(data["imported_issuers"])
+	existing := stringList(data["existing_issuers"])
+	if len(imported) == 0 && len(existing) == 0 {
+		// Vault before 1.13 does not list existing issuers; its mapping
+		// holds every issuer of the bundle.
+		mapping, _ := data["mapping"].(map[string]any)
+		for k := range mapping {
+			existing = append(existing, k)
+		}
+	}
+	switch {
+	case len(imported)+len(existing) != 1:
+		return "", false, fmt.Errorf("want exactly one issuer in the PEM bundle, Vault found %d", len(imported)+len(existing))
+	case len(imported) == 1:
+		return imported[0], true, nil
+	}
+	return existing[0], false, nil
 }
 
 func ensureDefault(ctx context.Context, c *Client, o BootstrapOptions, issuerID string, res *BootstrapResult) error {
@@ -286,25 +345,34 @@ func ensureMaxTTL(ctx context.Context, c *Client, o BootstrapOptions, res *Boots
 		res.step("max lease TTL", false, "already %s: no intermediate can live longer", Dur(o.MaxIntermediateTTL))
 		return nil
 	}
-	if err := tuneMaxTTL(ctx, c, o.Mount, o.MaxIntermediateTTL, false); err != nil {
+	if err := tuneMaxTTL(ctx, c, o.Mount, o.MaxIntermediateTTL); err != nil {
 		return err
 	}
 	res.step("max lease TTL", true, "set to %s (was %s): no intermediate can live longer", Dur(o.MaxIntermediateTTL), Dur(time.Duration(cfg.MaxLeaseTTL)*time.Second))
 	return nil
 }
 
-// tuneMaxTTL sets the mount's max lease TTL; with onlyRaise it leaves a
-// higher value alone.
-func tuneMaxTTL(ctx context.Context, c *Client, mount string, ttl time.Duration, onlyRaise bool) error {
-	if onlyRaise {
-		cfg, err := c.API.Sys().MountConfigWithContext(ctx, mount)
-		if err != nil {
-			return wrap(c.Addr, "reading the tuning of "+mount+"/", err)
-		}
-		if time.Duration(cfg.MaxLeaseTTL)*time.Second >= ttl {
-			return nil
-		}
+// raiseMaxTTL raises the mount's max lease TTL to at least ttl and returns
+// the function that puts back the value it had. The restore runs even when
+// ctx is done: a cancelled bootstrap must not leave the mount raised.
+func raiseMaxTTL(ctx context.Context, c *Client, mount string, ttl time.Duration) (restore func() error, err error) {
+	noop := func() error { return nil }
+	cfg, err := c.API.Sys().MountConfigWithContext(ctx, mount)
+	if err != nil {
+		return noop, wrap(c.Addr, "reading the tuning of "+mount+"/", err)
 	}
+	before := time.Duration(cfg.MaxLeaseTTL) * time.Second
+	if before >= ttl {
+		return noop, nil
+	}
+	if err := tuneMaxTTL(ctx, c, mount, ttl); err != nil {
+		return noop, err
+	}
+	return func() error { return tuneMaxTTL(context.WithoutCancel(ctx), c, mount, before) }, nil
+}
+
+// tuneMaxTTL sets the mount's max lease TTL.
+func tuneMaxTTL(ctx context.Context, c *Client, mount string, ttl time.Duration) error {
 	in := mountConfig(ttl)
 	return wrap(c.Addr, "tuning the max lease TTL of "+mount+"/", c.API.Sys().TuneMountWithContext(ctx, mount, in))
 }

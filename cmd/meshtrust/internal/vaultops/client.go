@@ -129,6 +129,13 @@ func (c *Client) write(ctx context.Context, op, path string, data map[string]any
 	return s, wrap(c.Addr, op, err)
 }
 
+// patch sends a JSON merge patch, which changes only the fields in data;
+// a write to the same path resets the fields it omits.
+func (c *Client) patch(ctx context.Context, op, path string, data map[string]any) (*vaultapi.Secret, error) {
+	s, err := c.API.Logical().JSONMergePatch(ctx, path, data)
+	return s, wrap(c.Addr, op, err)
+}
+
 func (c *Client) delete(ctx context.Context, op, path string) error {
 	_, err := c.API.Logical().DeleteWithContext(ctx, path)
 	return wrap(c.Addr, op, err)

@@ -131,13 +131,18 @@ func Enroll(ctx context.Context, c *Client, o EnrollOptions) (*EnrollResult, err
 	if _, err := readIssuerForPolicy(ctx, c, o.Policy); err != nil {
 		return nil, err
 	}
+	// Refuse a mount that is not the cluster's before writing anything, so
+	// that a refused enroll changes nothing.
+	mounted, err := checkAuthMount(ctx, c, o)
+	if err != nil {
+		return nil, err
+	}
 	if err := ensurePolicy(ctx, c, o.PolicyName, RenderPolicy(o.Policy), res); err != nil {
 		return nil, err
 	}
-	if err := ensureAuthMount(ctx, c, string(o.Auth), o.AuthMount, res); err != nil {
+	if err := ensureAuthMount(ctx, c, o, mounted, res); err != nil {
 		return nil, err
 	}
-	var err error
 	switch o.Auth {
 	case AuthKubernetes:
 		err = ensureKubernetes(ctx, c, o, res)
@@ -181,20 +186,35 @@ func ensurePolicy(ctx context.Context, c *Client, name, rules string, res *Enrol
 	return nil
 }
 
-func ensureAuthMount(ctx context.Context, c *Client, kind, mount string, res *EnrollResult) error {
+// checkAuthMount reports whether o.AuthMount exists, and refuses one enroll
+// must not touch: a mount of another type, or a kubernetes mount that enroll
+// did not create for this cluster, whose configuration (API server, CA and
+// reviewer token) enroll would otherwise overwrite.
+func checkAuthMount(ctx context.Context, c *Client, o EnrollOptions) (bool, error) {
 	auths, err := c.API.Sys().ListAuthWithContext(ctx)
 	if err != nil {
-		return wrap(c.Addr, "listing auth methods", err)
+		return false, wrap(c.Addr, "listing auth methods", err)
 	}
+	m, ok := auths[o.AuthMount+"/"]
+	if !ok {
+		return false, nil
+	}
+	if why := authMountProblem(m, o.Auth, o.Policy.Cluster, o.Auth == AuthKubernetes); why != "" {
+		return true, &NotOwnedError{Addr: c.Addr, Mount: o.AuthMount, Action: "reconfigure", Reason: why + "; pass an --auth-mount that does not exist yet"}
+	}
+	return true, nil
+}
+
+// ensureAuthMount enables the auth mount unless checkAuthMount found it.
+func ensureAuthMount(ctx context.Context, c *Client, o EnrollOptions, mounted bool, res *EnrollResult) error {
+	kind, mount := string(o.Auth), o.AuthMount
 	name := "auth mount " + mount + "/"
-	if m, ok := auths[mount+"/"]; ok {
-		if m.Type != kind {
-			return fmt.Errorf("vault at %s: auth/%s/ is a %q auth method, not %s", c.Addr, mount, m.Type, kind)
-		}
+	if mounted {
 		res.step(name, false, "%s auth already enabled", kind)
 		return nil
 	}
-	if err := c.API.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vaultapi.EnableAuthOptions{Type: kind, Description: "meshtrust"}); err != nil {
+	in := &vaultapi.EnableAuthOptions{Type: kind, Description: authMountDescription(o.Auth, o.Policy.Cluster)}
+	if err := c.API.Sys().EnableAuthWithOptionsWithContext(ctx, mount, in); err != nil {
 		return wrap(c.Addr, "enabling "+kind+" auth at auth/"+mount, err)
 	}
 	res.step(name, true, "%s auth enabled", kind)
@@ -292,6 +312,39 @@ func GenerateSecretID(ctx context.Context, c *Client, authMount, role string) (s
 		return "", fmt.Errorf("vault at %s: no secret ID in the response for auth/%s/role/%s", c.Addr, authMount, role)
 	}
 	return id, nil
+}
+
+// SecretIDLive reports whether id is a secret ID of the role that Vault
+// still accepts, so that enroll can keep it instead of minting another one
+// that never expires. The caller must never print id.
+func SecretIDLive(ctx context.Context, c *Client, authMount, role, id string, now time.Time) (bool, error) {
+	rolePath := "auth/" + authMount + "/role/" + role
+	s, err := c.write(ctx, "looking up the stored secret ID in "+rolePath, rolePath+"/secret-id/lookup", map[string]any{"secret_id": id})
+	if IsStatus(err, 404) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return s != nil && secretIDUnexpired(s.Data, now), nil
+}
+
+// secretIDUnexpired reads a secret-id/lookup answer. Vault answers for an
+// expired secret ID until its tidy runs, so the expiry is checked here.
+func secretIDUnexpired(data map[string]any, now time.Time) bool {
+	if data == nil {
+		return false
+	}
+	text, _ := data["expiration_time"].(string)
+	exp, err := time.Parse(time.RFC3339Nano, text)
+	switch {
+	case err != nil:
+		return false
+	case exp.IsZero():
+		// Vault's zero time: the secret ID never expires.
+		return true
+	}
+	return now.Before(exp)
 }
 
 // ensureRole writes the role unless every wanted field already has the

@@ -7,11 +7,19 @@ import (
 	"slices"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/meshtrust/meshtrust/internal/pki"
 )
 
 // UnenrollOptions says what to remove for one cluster.
 type UnenrollOptions struct {
+	// Cluster is the cluster name given to enroll; a mount is disabled only
+	// if it carries AuthMountDescription(Cluster).
+	Cluster string
+	// Auth is the auth method given to enroll; a mount of another type is
+	// refused.
+	Auth AuthKind
 	// PolicyName is the policy to delete.
 	PolicyName string
 	// AuthMount is the auth mount path without "auth/".
@@ -20,7 +28,8 @@ type UnenrollOptions struct {
 	Role string
 	// DisableAuthMount also disables AuthMount, which revokes every token it
 	// issued. Right for a per-cluster kubernetes mount, wrong for a shared
-	// AppRole mount.
+	// AppRole mount: Unenroll refuses any mount enroll did not create for
+	// Cluster.
 	DisableAuthMount bool
 	// Revoke also revokes the cluster's unexpired intermediates, so that they
 	// appear on the CRL.
@@ -63,7 +72,14 @@ func Unenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollResul
 	if err != nil {
 		return nil, wrap(c.Addr, "listing auth methods", err)
 	}
-	_, mounted := auths[o.AuthMount+"/"]
+	m, mounted := auths[o.AuthMount+"/"]
+	// Checked before anything is deleted, so that a refused unenroll
+	// changes nothing.
+	if mounted {
+		if err := o.checkMount(c.Addr, m); err != nil {
+			return nil, err
+		}
+	}
 	rolePath := "auth/" + o.AuthMount + "/role/" + o.Role
 	switch {
 	case !mounted:
@@ -106,6 +122,26 @@ func Unenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollResul
 		}
 	}
 	return res, nil
+}
+
+// checkMount refuses a mount of another type than the cluster was enrolled
+// with and, when it is to be disabled, one enroll did not create for the
+// cluster: disabling a shared mount deletes every other cluster's role and
+// revokes their tokens.
+func (o UnenrollOptions) checkMount(addr string, m *vaultapi.MountOutput) error {
+	why := authMountProblem(m, o.Auth, o.Cluster, o.DisableAuthMount)
+	if why == "" {
+		return nil
+	}
+	action := "delete a role in"
+	if o.DisableAuthMount {
+		action = "disable"
+	}
+	hint := "pass --keep-auth-mount to delete only the role"
+	if m.Type != string(o.Auth) {
+		hint = "pass the --auth the cluster was enrolled with (--auth approle deletes only the role)"
+	}
+	return &NotOwnedError{Addr: addr, Mount: o.AuthMount, Action: action, Reason: why + "; " + hint}
 }
 
 // BelongsTo reports whether cert is an intermediate signed for trustDomain
