@@ -63,18 +63,26 @@ func TestVaultUnreachableIsOneLineAndHidesToken(t *testing.T) {
 	}
 }
 
-func TestBadInput(t *testing.T) {
-	dir := t.TempDir()
+// unreachableKubeconfig writes, in dir, a kubeconfig whose contexts all
+// point at a closed port; the first is the current one.
+func unreachableKubeconfig(t *testing.T, dir string, contexts ...string) string {
+	t.Helper()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: "https://" + closedPort(t)}
 	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "kube-token"}
-	kc.Contexts["east"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	kc.Contexts["west"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	kc.CurrentContext = "east"
+	for _, name := range contexts {
+		kc.Contexts[name] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	}
+	kc.CurrentContext = contexts[0]
 	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
 		t.Fatal(err)
 	}
+	return kubeconfig
+}
+
+func TestBadInput(t *testing.T) {
+	kubeconfig := unreachableKubeconfig(t, t.TempDir(), "east", "west")
 	env := map[string]string{"VAULT_ADDR": "http://" + closedPort(t), "VAULT_TOKEN": secretToken, "KUBECONFIG": kubeconfig}
 	for _, tc := range []struct {
 		args []string
