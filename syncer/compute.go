@@ -117,6 +117,10 @@ type Plan struct {
 	RequeueAfter time.Duration
 }
 
+// UnwatchedTargetRecheck is how often a target Secret that is not named
+// like the default (and so not watched) is checked.
+const UnwatchedTargetRecheck = 10 * time.Minute
+
 // Compute decides what to do for one Certificate. It is pure: the same Input
 // always gives the same Plan.
 func Compute(in Input) Plan {
@@ -155,6 +159,12 @@ func Compute(in Input) Plan {
 		pin.Bundle, pin.BundleErr = pki.ParseTLS(in.Source.Data)
 	}
 	p.rotation(pin)
+	if settings.Target.Name != in.Options.SecretName {
+		// Only Secrets with the default name are watched; one named
+		// otherwise is put right (recreated, or its edits undone) on
+		// this schedule instead of at once.
+		p.requeue(in.Now.Add(UnwatchedTargetRecheck), in.Now)
+	}
 
 	if in.Source == nil {
 		p.Result = ResultPending

@@ -94,3 +94,34 @@ func TestCompute(t *testing.T) {
 		})
 	}
 }
+
+// A target named otherwise than the default is not watched, so Compute
+// brings the next check forward to UnwatchedTargetRecheck; the default
+// target is watched and waits for the next time-driven decision only.
+func TestUnwatchedTargetIsRechecked(t *testing.T) {
+	now := pkitest.RandomNow(t)
+	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
+	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, root)
+	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}, Data: pkitest.TLSData(t, inter, root)}
+	opts, _ := DefaultOptions().complete()
+	for _, tc := range []struct {
+		target string
+		want   func(time.Duration) bool
+	}{
+		{target: "", want: func(d time.Duration) bool { return d > UnwatchedTargetRecheck }},
+		{target: "ns/" + opts.SecretName, want: func(d time.Duration) bool { return d > UnwatchedTargetRecheck }},
+		{target: "ns/istio-ca-bundle", want: func(d time.Duration) bool { return d == UnwatchedTargetRecheck }},
+	} {
+		ann := map[string]string{AnnotationOptIn: "true"}
+		if tc.target != "" {
+			ann[AnnotationTarget] = tc.target
+		}
+		crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca", Annotations: ann},
+			Spec:   cmapi.CertificateSpec{SecretName: "ca-tls"},
+			Status: cmapi.CertificateStatus{NotBefore: &metav1.Time{Time: inter.Cert.NotBefore}, NotAfter: &metav1.Time{Time: inter.Cert.NotAfter}}}
+		p := Compute(Input{Now: now, Options: opts, Certificate: crt, Source: src})
+		if p.Result != ResultSynced || !tc.want(p.RequeueAfter) {
+			t.Errorf("target %q: result %s, requeue after %s", tc.target, p.Result, p.RequeueAfter)
+		}
+	}
+}
