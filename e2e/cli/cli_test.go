@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -57,6 +58,7 @@ func TestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rootFingerprint string
+	aiaPath := l.Vault.Addr + "/v1/pki"
 	var rootPEM string
 	secretsSeen := []string{l.Vault.RootToken}
 
@@ -99,10 +101,8 @@ func TestCLI(t *testing.T) {
 		if err != nil || cfg.MaxLeaseTTL != int((2160*time.Hour).Seconds()) {
 			t.Errorf("max lease TTL = %v (%v), want 2160h", cfg, err)
 		}
-		urls, err := root.Logical().ReadWithContext(ctx, "pki/config/urls")
-		if err != nil || !strings.Contains(jsonOf(urls.Data), l.Vault.Addr+"/v1/pki/crl") {
-			t.Errorf("CRL URL not set: %v %v", urls, err)
-		}
+		// A mount with no URLs gets per-issuer ones under VAULT_ADDR.
+		expectPerIssuerURLs(ctx, t, root, aiaPath)
 
 		again := c.run(t, "vault", "bootstrap")
 		if again.code != 0 || !strings.Contains(again.stdout, "Nothing changed") || strings.Contains(again.stdout, "CHANGED") ||
@@ -117,6 +117,10 @@ func TestCLI(t *testing.T) {
 		if err := json.Unmarshal([]byte(j.stdout), &res); err != nil || res.Changed || res.Root.FingerprintSHA256 != rootFingerprint {
 			t.Errorf("json bootstrap: %v %+v", err, res)
 		}
+	})
+
+	step("bootstrap keeps the URLs whatever the Vault address spelling", func(t *testing.T) {
+		urlsKeptAcrossAddresses(ctx, t, c, root, l.Vault.Addr)
 	})
 
 	step("a failed root generation restores the max TTL", func(t *testing.T) {
@@ -226,6 +230,7 @@ func TestCLI(t *testing.T) {
 	step("east's policy pins its trust domain", func(t *testing.T) {
 		vc := clientWithToken(t, l.Vault.Addr, eastToken)
 		eastInter = provePinning(ctx, t, vc, eastCN, "east.mesh", "west.mesh", rootPEM)
+		expectAdvertises(ctx, t, eastInter.cert, eastInter.root, aiaPath, issuerID(ctx, t, root, "meshtrust-root"))
 	})
 
 	// Not a step: a failure here is the issuer's to fix, and the CLI's own
@@ -356,6 +361,13 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	// The reviewer's case: after a rotation, an intermediate of the old root
+	// is revoked; it must be on the CRL its certificate points to.
+	var rotatedInter *x509.Certificate
+	step("after a root rotation intermediates still name their own root's CRL", func(t *testing.T) {
+		rotatedInter = rotatedRootKeepsOldCRL(ctx, t, c, root, clientWithToken(t, l.Vault.Addr, eastToken), eastInter.root, aiaPath)
+	})
+
 	step("unenroll east with --revoke", func(t *testing.T) {
 		r := c.run(t, "vault", "unenroll", "--cluster", "east", "--trust-domain", "east.mesh", "--revoke")
 		if r.code != 0 {
@@ -369,13 +381,15 @@ func TestCLI(t *testing.T) {
 		if err != nil || s == nil || jsonOf(s.Data["revocation_time"]) == "0" {
 			t.Errorf("intermediate not revoked in Vault: %v", err)
 		}
-		crl, err := root.Logical().ReadRawWithContext(ctx, "pki/crl/pem")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer crl.Body.Close()
-		if !crlHas(t, crl, eastInter.cert) {
-			t.Errorf("revoked intermediate not on the CRL")
+		// Where a relying party looks: the address in the certificate, not
+		// pki/crl, which is now the new default root's CRL.
+		for _, cert := range []*x509.Certificate{eastInter.cert, rotatedInter} {
+			if !strings.Contains(r.stdout, colonSerial(cert)) {
+				t.Errorf("east's intermediate %s not revoked", colonSerial(cert))
+			}
+			if !onAdvertisedCRL(ctx, t, cert, eastInter.root) {
+				t.Errorf("revoked intermediate %s is not on the CRL its certificate names, %v", colonSerial(cert), cert.CRLDistributionPoints)
+			}
 		}
 		// west's intermediate is left alone.
 		if s, _ := root.Logical().ReadWithContext(ctx, "pki/cert/"+colonSerial(westInter.cert)); s == nil || jsonOf(s.Data["revocation_time"]) != "0" {

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"strings"
 	"sync"
@@ -157,12 +156,4 @@ func putCacerts(ctx context.Context, t *testing.T, cs kubernetes.Interface, data
 	} else if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func pemDecode(b []byte) ([]byte, []byte) {
-	block, rest := pem.Decode(b)
-	if block == nil {
-		return nil, b
-	}
-	return block.Bytes, rest
 }

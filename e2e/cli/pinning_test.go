@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -125,28 +124,6 @@ func colonSerial(c *x509.Certificate) string {
 		parts[i] = fmt.Sprintf("%02x", x)
 	}
 	return strings.Join(parts, ":")
-}
-
-func crlHas(t *testing.T, resp *vaultapi.Response, c *x509.Certificate) bool {
-	t.Helper()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der := body
-	if b, _ := pemDecode(body); b != nil {
-		der = b
-	}
-	crl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		t.Fatalf("parsing the CRL: %v", err)
-	}
-	for _, e := range crl.RevokedCertificateEntries {
-		if e.SerialNumber.Cmp(c.SerialNumber) == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }

@@ -96,6 +96,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"vault", "enroll", "--cluster", "east", "--trust-domain", "east.mesh", "--auth", "ldap"}, `invalid --auth "ldap"`},
 		{[]string{"vault", "bootstrap", "--ttl", "100h"}, "the root must outlive --max-intermediate-ttl"},
 		{[]string{"vault", "bootstrap", "--key-type", "dsa"}, `invalid --key-type "dsa"`},
+		{[]string{"vault", "bootstrap", "--url-base", "vault.example.com:8200"}, `invalid --url-base "vault.example.com:8200": want an http or https address`},
 		{[]string{"status", "--context", "east", "--context", "nope"}, `unknown kube context "nope" in KUBECONFIG=` + kubeconfig + " (known: east, west)"},
 		{[]string{"status", "-o", "xml"}, `invalid --output "xml"`},
 		{[]string{"vault", "retire-root"}, `required flag(s) "issuer-name" not set`},

@@ -69,9 +69,19 @@ func newBootstrapCommand(e *env, vf *vaultFlags) *cobra.Command {
 		Short: "Create the shared root CA inside Vault's PKI engine",
 		Long: `Enables the PKI engine at --mount, generates the root inside Vault
 (root/generate/internal, so its key never leaves Vault), makes it the default
-issuer, sets the issuing-certificate and CRL URLs, and then lowers the mount's
-max lease TTL to --max-intermediate-ttl: Vault cuts every intermediate to that
-TTL, so no cluster can obtain a longer-lived one whatever it asks for.
+issuer, lowers the mount's max lease TTL to --max-intermediate-ttl (Vault cuts
+every intermediate to that TTL, so no cluster can obtain a longer-lived one
+whatever it asks for), and sets the issuing-certificate and CRL URLs.
+
+The URLs are per issuer (Vault templates, Vault >= 1.13): every intermediate
+names the root that signed it, <url-base>/v1/<mount>/issuer/<issuer id>/der and
+.../crl/der, so after a root rotation a revoked intermediate of the old root
+is on the CRL its certificate points to. <url-base> is stored once, as the
+mount's config/cluster aia_path and path. It is --url-base, the address
+clients outside reach Vault by. Without --url-base, URL settings the mount
+already has are left as they are, whatever VAULT_ADDR this run uses; a mount
+with none gets the Vault address. Pass --url-base to change them, or to
+replace URLs that are not per issuer.
 
 Instead of generating, --adopt-issuer uses a root already in the mount and
 --import-pem imports a root certificate and key.
@@ -81,6 +91,7 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 		Example: `  meshtrust vault bootstrap
   meshtrust vault bootstrap --mount pki --common-name "Example Corp mesh root" --ttl 87600h --max-intermediate-ttl 2160h
   meshtrust vault bootstrap --key-type rsa --key-bits 4096
+  meshtrust vault bootstrap --url-base https://vault.example.com:8200
   meshtrust vault bootstrap --adopt-issuer my-existing-root -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -102,9 +113,9 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 				return err
 			}
 			opts := o
-			if opts.URLBase == "" {
-				opts.URLBase = c.Addr
-			}
+			// Only for a mount without URL settings: the address this run
+			// reaches Vault by may be a port-forward or another spelling.
+			opts.DefaultURLBase = c.Addr
 			res, err := vaultops.Bootstrap(cmd.Context(), c, opts)
 			if err != nil {
 				return err
@@ -120,7 +131,7 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 	f.IntVar(&o.KeyBits, "key-bits", 0, "root key size (default 256 for ec, 2048 for rsa)")
 	f.DurationVar(&o.TTL, "ttl", 87600*time.Hour, "lifetime of the root certificate")
 	f.DurationVar(&o.MaxIntermediateTTL, "max-intermediate-ttl", 2160*time.Hour, "mount max lease TTL after the root exists: the longest life any intermediate can get")
-	f.StringVar(&o.URLBase, "url-base", "", "Vault address put in the AIA and CRL URLs (default: the Vault address)")
+	f.StringVar(&o.URLBase, "url-base", "", "externally reachable Vault address that certificates advertise in their AIA and CRL URLs; when not given, the mount's URL settings are kept, or, if it has none, set from the Vault address")
 	f.StringVar(&o.AdoptIssuer, "adopt-issuer", "", "use this existing root issuer of the mount instead of generating one")
 	f.StringVar(&importFile, "import-pem", "", "import the root from this PEM file (certificate and key) instead of generating one")
 	f.BoolVar(&o.SetDefault, "set-default", true, "make the root the mount's default issuer")

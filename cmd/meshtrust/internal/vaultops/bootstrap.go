@@ -35,8 +35,16 @@ type BootstrapOptions struct {
 	// MaxIntermediateTTL is the mount's max lease TTL once the root exists:
 	// Vault silently cuts every intermediate to it, whatever TTL is asked.
 	MaxIntermediateTTL time.Duration
-	// URLBase is the Vault address clients use, for the AIA and CRL URLs.
+	// URLBase (--url-base) is the externally reachable Vault address that
+	// certificates advertise in their AIA and CRL URLs. When set, the
+	// mount's URL settings are made to match it. When empty, settings the
+	// mount already has are left alone: the address the operator happens to
+	// reach Vault by (a port-forward, localhost) must not end up in every
+	// later intermediate.
 	URLBase string
+	// DefaultURLBase is used instead of URLBase only where the mount has no
+	// URL settings yet; the CLI passes the Vault address.
+	DefaultURLBase string
 	// AdoptIssuer, when set, names an existing root issuer in the mount to use
 	// instead of generating one.
 	AdoptIssuer string
@@ -61,6 +69,11 @@ func (o BootstrapOptions) Validate() error {
 		// An intermediate cannot outlive its root; Vault would refuse to
 		// sign one that asks for the full max TTL near the root's end.
 		return fmt.Errorf("invalid --ttl %s: the root must outlive --max-intermediate-ttl %s", o.TTL, o.MaxIntermediateTTL)
+	}
+	if o.URLBase != "" {
+		if err := checkURLBase(o.URLBase); err != nil {
+			return fmt.Errorf("invalid --url-base %q: %w", o.URLBase, err)
+		}
 	}
 	if o.AdoptIssuer == "" && len(o.ImportPEM) == 0 {
 		if o.IssuerName == "" || o.IssuerName == "default" {
@@ -137,7 +150,7 @@ func (r *BootstrapResult) step(name string, changed bool, format string, args ..
 // Bootstrap makes the PKI mount hold the shared root, idempotently: it
 // enables the mount, generates the root inside Vault (or adopts or imports
 // one), makes it the default issuer, lowers the max lease TTL to cap every
-// intermediate, and sets the AIA and CRL URLs.
+// intermediate, and sets per-issuer AIA and CRL URLs (see ensureURLs).
 func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapResult, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -174,7 +187,7 @@ func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapRe
 	if err := ensureMaxTTL(ctx, c, o, res); err != nil {
 		return nil, err
 	}
-	if err := ensureURLs(ctx, c, o, res); err != nil {
+	if err := ensureURLs(ctx, c, o, issuerID, res); err != nil {
 		return nil, err
 	}
 	root, err := readIssuer(ctx, c, o.Mount, issuerID)
@@ -377,41 +390,6 @@ func tuneMaxTTL(ctx context.Context, c *Client, mount string, ttl time.Duration)
 	return wrap(c.Addr, "tuning the max lease TTL of "+mount+"/", c.API.Sys().TuneMountWithContext(ctx, mount, in))
 }
 
-func ensureURLs(ctx context.Context, c *Client, o BootstrapOptions, res *BootstrapResult) error {
-	if o.URLBase == "" {
-		res.step("URLs", false, "not set (no URL base)")
-		return nil
-	}
-	base := strings.TrimSuffix(o.URLBase, "/") + "/v1/" + o.Mount
-	want := map[string][]string{
-		"issuing_certificates":    {base + "/ca"},
-		"crl_distribution_points": {base + "/crl"},
-	}
-	s, err := c.read(ctx, "reading the URLs of "+o.Mount+"/", o.Mount+"/config/urls")
-	if err != nil {
-		return err
-	}
-	same := s != nil
-	for k, v := range want {
-		if s == nil || !equalStrings(stringList(s.Data[k]), v) {
-			same = false
-		}
-	}
-	if same {
-		res.step("URLs", false, "issuing certificate and CRL URLs already point at %s", base)
-		return nil
-	}
-	data := map[string]any{}
-	for k, v := range want {
-		data[k] = v
-	}
-	if _, err := c.write(ctx, "setting the URLs of "+o.Mount+"/", o.Mount+"/config/urls", data); err != nil {
-		return err
-	}
-	res.step("URLs", true, "issuing certificate %s/ca, CRL %s/crl", base, base)
-	return nil
-}
-
 // readIssuer reads an issuer's certificate; a missing issuer gives an error
 // for which isNotFound is true.
 func readIssuer(ctx context.Context, c *Client, mount, ref string) (*RootInfo, error) {
@@ -484,18 +462,6 @@ func stringList(v any) []string {
 		return []string{t}
 	}
 	return nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Dur prints a duration the way people write them in flags: "2160h", not
