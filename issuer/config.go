@@ -90,12 +90,17 @@ func (s *Signer) vaultConfig(ctx context.Context, v issuerView) (vault.Config, e
 	case auth.Kubernetes != nil:
 		k := auth.Kubernetes
 		audiences := k.ServiceAccountRef.Audiences
-		if len(audiences) == 0 {
+		custom := len(audiences) > 0
+		if !custom {
 			audiences = []string{v.defaultAudience}
 		}
 		sa := types.NamespacedName{Namespace: v.secretNamespace, Name: k.ServiceAccountRef.Name}
 		cfg.Auth = vault.KubernetesAuth(orDefault(k.MountPath, DefaultKubernetesAuthMount), k.Role, func(ctx context.Context) (string, error) {
-			return s.serviceAccountToken(ctx, sa, audiences)
+			token, err := s.serviceAccountToken(ctx, sa, audiences)
+			if err != nil || !custom {
+				return token, err
+			}
+			return token, s.refuseAPIServerAudience(ctx, token, audiences)
 		})
 	case auth.AppRole != nil:
 		a := auth.AppRole
@@ -159,6 +164,24 @@ func (s *Signer) serviceAccountToken(ctx context.Context, sa types.NamespacedNam
 		return "", fieldErr(field, "the TokenRequest for service account %s/%s returned no token", sa.Namespace, sa.Name)
 	}
 	return tr.Status.Token, nil
+}
+
+// refuseAPIServerAudience refuses a token the Kubernetes API server itself
+// would accept. The audiences are the issuer author's choice and the token
+// goes to the Vault address they chose: with the API server's own audience,
+// Vault (or whoever spec.server points at) would get this service account's
+// Kubernetes access, which is the controller's own for a VaultClusterIssuer.
+// A TokenReview without audiences checks against the API server's.
+func (s *Signer) refuseAPIServerAudience(ctx context.Context, token string, audiences []string) error {
+	field := "spec.auth.kubernetes.serviceAccountRef.audiences"
+	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}
+	if err := s.Client.Create(ctx, review); err != nil {
+		return fieldErr(field, "checking that %q is not the Kubernetes API server's own audience (a TokenReview, which needs create on tokenreviews): %w", audiences, err)
+	}
+	if review.Status.Authenticated {
+		return fieldErr(field, "%q includes an audience the Kubernetes API server accepts; a token for it would give Vault, or whoever spec.server points at, this service account's Kubernetes access. Use an audience only Vault's role expects, e.g. the default vault://<issuer>", audiences)
+	}
+	return nil
 }
 
 // CheckServer refuses a Vault address that would carry credentials in

@@ -2,6 +2,7 @@ package issuer_test
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"strings"
 	"testing"
@@ -82,6 +83,18 @@ func TestBadIssuerSettings(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "bad-creds"},
 		StringData: map[string]string{"secretId": "not-a-valid-secret-id", "token": denied.Auth.ClientToken},
 	})
+	// The API server accepts tokens for its own audience, by default its
+	// service-account issuer.
+	discovery, err := e.cluster.Clientset.Discovery().RESTClient().Get().AbsPath("/.well-known/openid-configuration").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oidc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.Unmarshal(discovery, &oidc); err != nil || oidc.Issuer == "" {
+		t.Fatalf("the API server's service-account issuer: %v %s", err, discovery)
+	}
 	tests := []struct {
 		name    string
 		auth    v1alpha1.VaultAuth
@@ -92,6 +105,7 @@ func TestBadIssuerSettings(t *testing.T) {
 		{name: "missing-key", auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "nope"}}, wantMsg: `spec.auth.tokenSecretRef: key "nope" not found in Secret team-a/bad-creds`},
 		{name: "wrong-approle", auth: v1alpha1.VaultAuth{AppRole: &v1alpha1.AppRoleAuth{RoleID: e.roleID, SecretRef: v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "secretId"}}}, wantMsg: "vault login (auth/approle/login): HTTP 400"},
 		{name: "cleartext-server", auth: v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "bad-creds", Key: "token"}}, server: "http://vault.example.invalid:8200", wantMsg: "spec.server: http://vault.example.invalid:8200 would send Vault credentials in cleartext"},
+		{name: "api-server-audience", auth: kubernetesAuth("team-a", "meshtrust", oidc.Issuer), wantMsg: "spec.auth.kubernetes.serviceAccountRef.audiences: [\"meshtrust\" \"" + oidc.Issuer + "\"] includes an audience the Kubernetes API server accepts"},
 		{name: "missing-service-account", auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.KubernetesAuth{Role: "team-a", ServiceAccountRef: v1alpha1.ServiceAccountRef{Name: "nobody"}}}, wantMsg: "spec.auth.kubernetes.serviceAccountRef: service account team-a/nobody not found"},
 	}
 	for _, tc := range tests {
