@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"crypto/rand"
 	"crypto/x509"
 	"math/big"
 	"strings"
@@ -158,15 +157,7 @@ func TestCheckIssued(t *testing.T) {
 	issued := func(tmpl x509.Certificate) *x509.Certificate {
 		tmpl.SerialNumber = big.NewInt(1)
 		tmpl.NotBefore, tmpl.NotAfter = time.Unix(0, 0), time.Unix(3600, 0)
-		der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, key.Public(), key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return pkitest.Create(t, &tmpl, &tmpl, key.Public(), key)
 	}
 	constrained := x509.Certificate{BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
 		PermittedURIDomains: []string{"east.mesh"}, PermittedDNSDomainsCritical: true}

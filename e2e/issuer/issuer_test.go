@@ -3,7 +3,6 @@ package issuer_test
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -147,19 +146,22 @@ func TestClusterIssuerIntermediate(t *testing.T) {
 	}
 }
 
-func parsePrivateKey(b []byte) (any, error) {
+func parsePrivateKey(b []byte) (crypto.Signer, error) {
 	block, _ := pem.Decode(b)
 	if block == nil {
 		return nil, fmt.Errorf("tls.key is not PEM")
 	}
 	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
-		return k, nil
+		if s, ok := k.(crypto.Signer); ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("tls.key holds a %T, not a signing key", k)
 	}
 	return x509.ParseECPrivateKey(block.Bytes)
 }
 
 // signLeaf signs a workload certificate for uri with the intermediate's key.
-func signLeaf(t *testing.T, ca *x509.Certificate, caKey any, uri string) *x509.Certificate {
+func signLeaf(t *testing.T, ca *x509.Certificate, caKey crypto.Signer, uri string) *x509.Certificate {
 	t.Helper()
 	u, err := url.Parse(uri)
 	if err != nil {
@@ -172,15 +174,7 @@ func signLeaf(t *testing.T, ca *x509.Certificate, caKey any, uri string) *x509.C
 		URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, leafKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return pkitest.Create(t, tmpl, ca, leafKey.Public(), caKey)
 }
 
 // TestAuthMethods signs a leaf end to end through a namespaced VaultIssuer

@@ -107,15 +107,22 @@ func New(t testing.TB, now time.Time, s Spec, parent *Cert) *Cert {
 	if parent != nil {
 		signer, issuer = parent.Key, parent.Cert
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
+	return &Cert{Cert: Create(t, tmpl, issuer, key.Public(), signer), Key: key}
+}
+
+// Create signs tmpl for pub with parent's key and returns the parsed
+// certificate: for the shapes Spec does not cover.
+func Create(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) *x509.Certificate {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
-		t.Fatalf("creating test certificate %q: %v", s.CN, err)
+		t.Fatalf("creating test certificate %q: %v", tmpl.Subject.CommonName, err)
 	}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Cert{Cert: c, Key: key}
+	return c
 }
 
 // ECKey generates an ECDSA P-256 key.
