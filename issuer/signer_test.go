@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,14 +23,18 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
@@ -65,7 +70,11 @@ type fakePKI struct {
 	// clientToken is what a successful login hands out.
 	clientToken string
 	mu          sync.Mutex
+	loginCount  atomic.Int32
 }
+
+// logins is how many logins reached the fake Vault.
+func (f *fakePKI) logins() int32 { return f.loginCount.Load() }
 
 func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	write := func(code int, body any) {
@@ -82,6 +91,7 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/sys/health":
 		write(299, map[string]any{"initialized": true, "sealed": f.fault == faultSealed})
 	case strings.HasSuffix(r.URL.Path, "/login"):
+		f.loginCount.Add(1)
 		if f.fault == faultBadLogin {
 			write(http.StatusBadRequest, map[string]any{"errors": []string{"invalid role or secret ID"}})
 			return
@@ -171,6 +181,13 @@ const (
 
 func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	t.Helper()
+	return newHarnessWith(t, interceptor.Funcs{}, objs...)
+}
+
+// newHarnessWith is newHarness with API calls intercepted, for what the
+// fake client cannot do itself (mint service-account tokens, review them).
+func newHarnessWith(t *testing.T, funcs interceptor.Funcs, objs ...runtime.Object) *harness {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -184,7 +201,8 @@ func newHarness(t *testing.T, objs ...runtime.Object) *harness {
 	// Status writes succeed, as on a real API server, so a test can see
 	// that Sign makes none.
 	cl := fake.NewClientBuilder().WithScheme(scheme).WithRuntimeObjects(append(secrets, objs...)...).
-		WithStatusSubresource(&cmapi.CertificateRequest{}, &certificatesv1.CertificateSigningRequest{}).Build()
+		WithStatusSubresource(&cmapi.CertificateRequest{}, &certificatesv1.CertificateSigningRequest{}).
+		WithInterceptorFuncs(funcs).Build()
 	reg := prometheus.NewRegistry()
 	m, err := vault.NewMetrics(reg)
 	if err != nil {
@@ -312,18 +330,19 @@ func TestSignFaults(t *testing.T) {
 	}
 }
 
-// TestSecretsNeverLeak drives the paths that handle Vault tokens and AppRole
-// secret IDs through success and failure, and looks for the secrets in every
-// error (issuer-lib turns them into conditions and events), log line and
-// metric label.
+// TestSecretsNeverLeak drives the paths that handle Vault tokens, AppRole
+// secret IDs and service-account tokens through success and failure, and
+// looks for the secrets in every error (issuer-lib turns them into
+// conditions and events), log line and metric label.
 func TestSecretsNeverLeak(t *testing.T) {
 	tokenAuth := v1alpha1.VaultAuth{TokenSecretRef: &v1alpha1.SecretKeySelector{Name: "token", Key: "token"}}
 	for _, fault := range []pkiFault{faultNone, faultDenied, faultBadLogin, faultSealed, faultWrongKey} {
-		for _, auth := range []v1alpha1.VaultAuth{appRoleAuth, tokenAuth} {
+		for _, auth := range []v1alpha1.VaultAuth{appRoleAuth, tokenAuth, kubernetesAuthFor("vault"), kubernetesAuthFor("https://kubernetes.default.svc")} {
 			now := pkitest.RandomNow(t)
 			fp := &fakePKI{t: t, root: newCert(t, "root", true, pkitest.ECKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, fault: fault, clientToken: secretClient}
 			srv := httptest.NewServer(fp)
-			h := newHarness(t)
+			api := &kubernetesAPI{apiAudience: true}
+			h := newHarnessWith(t, api.funcs(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vault-login"}})
 			iss := testIssuer(srv.URL, auth)
 			var texts []string
 			if err := h.signer.Check(h.ctx, iss); err != nil {
@@ -346,7 +365,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 				}
 			}
 			for _, text := range texts {
-				for _, secret := range []string{secretAppRoleID, secretToken, secretClient} {
+				for _, secret := range []string{secretAppRoleID, secretToken, secretClient, secretServiceAccountToken} {
 					if strings.Contains(text, secret) {
 						t.Errorf("fault %d: secret %q leaked into %q", fault, secret, text)
 					}
@@ -379,5 +398,94 @@ func TestCheckRereadsTheCABundleAfterAFailure(t *testing.T) {
 	}
 	if err := h.signer.Check(h.ctx, iss); err != nil {
 		t.Fatalf("Check after the CA bundle Secret was fixed: %v", err)
+	}
+}
+
+const secretServiceAccountToken = "eyJhbGciOiJSUzI1NiJ9.SECRET-service-account-token.sig"
+
+// kubernetesAPI stands in for the API server's TokenRequest and TokenReview:
+// it mints secretServiceAccountToken and says whether the API server would
+// accept it (apiAudience), or refuses the review (reviewErr).
+type kubernetesAPI struct {
+	apiAudience bool
+	reviewErr   error
+	reviews     int
+}
+
+func (k *kubernetesAPI) funcs() interceptor.Funcs {
+	return interceptor.Funcs{
+		SubResourceCreate: func(ctx context.Context, c client.Client, subResource string, obj client.Object, sub client.Object, opts ...client.SubResourceCreateOption) error {
+			tr, ok := sub.(*authenticationv1.TokenRequest)
+			if !ok || subResource != "token" {
+				return c.SubResource(subResource).Create(ctx, obj, sub, opts...)
+			}
+			tr.Status.Token = secretServiceAccountToken
+			return nil
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			review, ok := obj.(*authenticationv1.TokenReview)
+			if !ok {
+				return c.Create(ctx, obj, opts...)
+			}
+			k.reviews++
+			if k.reviewErr != nil {
+				return k.reviewErr
+			}
+			review.Status.Authenticated = k.apiAudience && review.Spec.Token == secretServiceAccountToken && len(review.Spec.Audiences) == 0
+			return nil
+		},
+	}
+}
+
+func kubernetesAuthFor(audiences ...string) v1alpha1.VaultAuth {
+	return v1alpha1.VaultAuth{Kubernetes: &v1alpha1.KubernetesAuth{Role: "east", ServiceAccountRef: v1alpha1.ServiceAccountRef{Name: "vault-login", Audiences: audiences}}}
+}
+
+// A login token with custom audiences goes to Vault only once the API
+// server has said it would refuse it; the default audience needs no review.
+func TestAPIServerAudienceIsRefused(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "authentication.k8s.io", Resource: "tokenreviews"}, "", errors.New("RBAC"))
+	tests := []struct {
+		name        string
+		api         kubernetesAPI
+		auth        v1alpha1.VaultAuth
+		wantErr     string
+		wantReviews int
+	}{
+		{name: "default audience, no review", api: kubernetesAPI{apiAudience: true}, auth: kubernetesAuthFor()},
+		{name: "custom audience the API server refuses", api: kubernetesAPI{}, auth: kubernetesAuthFor("vault"), wantReviews: 1},
+		{name: "custom audience the API server accepts", api: kubernetesAPI{apiAudience: true}, auth: kubernetesAuthFor("vault", "https://kubernetes.default.svc"), wantReviews: 1,
+			wantErr: `spec.auth.kubernetes.serviceAccountRef.audiences: ["vault" "https://kubernetes.default.svc"] includes an audience the Kubernetes API server accepts`},
+		{name: "review not allowed", api: kubernetesAPI{reviewErr: forbidden}, auth: kubernetesAuthFor("vault"), wantReviews: 1,
+			wantErr: "needs create on tokenreviews"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := pkitest.RandomNow(t)
+			fp := &fakePKI{t: t, root: newCert(t, "root", true, pkitest.ECKey(t), nil, now.Add(-time.Hour), 48*time.Hour), now: now, clientToken: secretClient}
+			srv := httptest.NewServer(fp)
+			defer srv.Close()
+			api := tc.api
+			h := newHarnessWith(t, api.funcs(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "vault-login"}})
+			err := h.signer.Check(h.ctx, testIssuer(srv.URL, tc.auth))
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Check: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Check error = %v, want it to contain %q", err, tc.wantErr)
+			}
+			if tc.wantErr != "" && fp.logins() != 0 {
+				t.Errorf("the token reached Vault %d times", fp.logins())
+			}
+			if api.reviews != tc.wantReviews {
+				t.Errorf("%d TokenReviews, want %d", api.reviews, tc.wantReviews)
+			}
+			if err != nil && strings.Contains(err.Error(), secretServiceAccountToken) {
+				t.Errorf("the service-account token leaked into %q", err)
+			}
+			if strings.Contains(h.logs.String(), secretServiceAccountToken) {
+				t.Error("the service-account token leaked into the log")
+			}
+		})
 	}
 }
