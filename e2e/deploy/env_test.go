@@ -67,7 +67,7 @@ func cluster(t *testing.T) *lab.Cluster {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		sharedLab, labErr = lab.Start(ctx, lab.Options{Dir: dir})
+		sharedLab, labErr = lab.Start(ctx, lab.Options{Dir: dir, IssuanceBackoff: 10 * time.Second})
 		if labErr != nil {
 			labErr = fmt.Errorf("starting lab (logs in %s): %w", dir, labErr)
 		}

@@ -29,11 +29,18 @@ import (
 
 func getCertificate(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) *cmapi.Certificate {
 	t.Helper()
-	crt := &cmapi.Certificate{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, crt); err != nil {
+	crt, err := fetchCertificate(ctx, c, ns, name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return crt
+}
+
+// fetchCertificate is getCertificate for polls, which must get the error
+// back rather than end the test on one failed read.
+func fetchCertificate(ctx context.Context, c *lab.Cluster, ns, name string) (*cmapi.Certificate, error) {
+	crt := &cmapi.Certificate{}
+	return crt, c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, crt)
 }
 
 func getSecret(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) *corev1.Secret {
@@ -118,7 +125,10 @@ func waitRestarted(t *testing.T, c *lab.Cluster, run *running, ns, name string) 
 func poke(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) {
 	t.Helper()
 	lab.Eventually(t, 30*time.Second, "poke", func(ctx context.Context) error {
-		crt := getCertificate(ctx, t, c, ns, name)
+		crt, err := fetchCertificate(ctx, c, ns, name)
+		if err != nil {
+			return err
+		}
 		crt.Annotations["e2e.meshtrust.io/poke"] = time.Now().Format(time.RFC3339Nano)
 		return c.Client.Update(ctx, crt)
 	})
@@ -128,7 +138,10 @@ func poke(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) {
 func renew(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) {
 	t.Helper()
 	lab.Eventually(t, 30*time.Second, "renew", func(ctx context.Context) error {
-		crt := getCertificate(ctx, t, c, ns, name)
+		crt, err := fetchCertificate(ctx, c, ns, name)
+		if err != nil {
+			return err
+		}
 		now := metav1.Now()
 		crt.Status.Conditions = append(crt.Status.Conditions, cmapi.CertificateCondition{
 			Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue,

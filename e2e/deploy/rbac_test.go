@@ -55,7 +55,9 @@ var rbacValues = []string{
 // election with two replicas.
 func TestRBAC(t *testing.T) {
 	c := cluster(t)
-	ctx := testCtx(t, 3*time.Minute)
+	// Bounds the API calls of all subtests, which run in order; generous,
+	// since only the polls inside them decide how long anything may take.
+	ctx := testCtx(t, 8*time.Minute)
 	for _, ns := range []string{releaseNS, istioNS, leNS, unrelatedNS} {
 		if err := c.EnsureNamespace(ctx, ns); err != nil {
 			t.Fatal(err)
@@ -320,8 +322,11 @@ func testSufficient(ctx context.Context, t *testing.T, c *lab.Cluster) {
 		clk.setNow(slot.Add(time.Minute))
 		poke(ctx, t, c, istioNS, "istio-ca")
 		run.eventually(t, time.Minute, "the syncer to record the slot (Certificate patch)", func(ctx context.Context) error {
-			got := getCertificate(ctx, t, c, istioNS, "istio-ca").Annotations[syncer.AnnotationLastRotation]
-			if got == "" {
+			crt, err := fetchCertificate(ctx, c, istioNS, "istio-ca")
+			if err != nil {
+				return err
+			}
+			if crt.Annotations[syncer.AnnotationLastRotation] == "" {
 				return errors.New("no slot recorded")
 			}
 			return nil

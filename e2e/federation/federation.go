@@ -22,6 +22,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/go-logr/logr"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
@@ -113,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 func (s *story) run(ctx context.Context) error {
 	s.say("starting the lab: Vault, clusters kind1, kind2, kind3 (trust domains = names), cert-manager in each")
-	l, err := lab.Start(ctx, lab.Options{Clusters: []string{"kind1", "kind2", "kind3"}, Dir: s.cfg.Dir, KeepDir: true})
+	l, err := lab.Start(ctx, lab.Options{Clusters: []string{"kind1", "kind2", "kind3"}, Dir: s.cfg.Dir, KeepDir: true, IssuanceBackoff: 10 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -243,6 +246,16 @@ func (s *story) waitCACerts(ctx context.Context, names ...string) (map[string]*w
 			ca, err := s.readCACerts(ctx, n)
 			if err != nil {
 				return fmt.Errorf("%s: %w", n, err)
+			}
+			// cert-manager's readiness controller may mark the Certificate
+			// Ready after the syncer wrote cacerts; `meshtrust status`
+			// rightly calls a not-Ready source unhealthy.
+			crt, err := mesh.Intermediate(ctx, s.lab.Cluster(n))
+			if err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			}
+			if !apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}) {
+				return fmt.Errorf("%s: Certificate %s/%s not Ready yet", n, crt.Namespace, crt.Name)
 			}
 			cas[n] = ca
 		}

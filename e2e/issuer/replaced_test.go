@@ -34,13 +34,28 @@ func TestStatusWriteNeverLandsOnAReplacement(t *testing.T) {
 	// An issuer nobody runs, so that only this test writes the status.
 	ref := cmmeta.IssuerReference{Group: "example.com", Kind: "Nobody", Name: "nobody"}
 	csr := pkitest.URICSR(t, pkitest.ECKey(t), "replaced", "spiffe://east.mesh/ns/replaced/sa/x")
+	// replace (re)creates the request and waits for cert-manager's approver,
+	// which approves every request, so that its status write does not race
+	// the applies below.
 	replace := func(name string) {
 		t.Helper()
 		old := &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if err := e.client.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
 			t.Fatal(err)
 		}
-		createOrFail(t, e.client, newCR(ns, name, ref, csr, false, time.Hour))
+		cr := newCR(ns, name, ref, csr, false, time.Hour)
+		createOrFail(t, e.client, cr)
+		eventually(t, 30*time.Second, "request "+name+" approved", func() (bool, string) {
+			if err := e.client.Get(ctx, client.ObjectKeyFromObject(cr), cr); err != nil {
+				return false, err.Error()
+			}
+			for _, c := range cr.Status.Conditions {
+				if c.Type == cmapi.CertificateRequestConditionApproved && c.Status == cmmeta.ConditionTrue {
+					return true, ""
+				}
+			}
+			return false, "not approved"
+		})
 	}
 	signed := func(name string) string {
 		t.Helper()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -61,7 +62,7 @@ type certManager struct {
 	wg     sync.WaitGroup
 }
 
-func startCertManager(ctx context.Context, log logr.Logger, kubeconfig string, names []string) (*certManager, error) {
+func startCertManager(ctx context.Context, log logr.Logger, kubeconfig string, names []string, backoff time.Duration) (*certManager, error) {
 	known := cmcontroller.Known()
 	for _, n := range names {
 		if _, ok := known[n]; !ok {
@@ -84,8 +85,7 @@ func startCertManager(ctx context.Context, log logr.Logger, kubeconfig string, n
 			ClusterResourceNamespace: CertManagerNamespace,
 		},
 		CertificateOptions: cmcontroller.CertificateOptions{
-			// cert-manager's own default; a failed request backs off for an hour.
-			CertificateRequestMinimumBackoffDuration: defaultCertificateRequestBackoff,
+			CertificateRequestMinimumBackoffDuration: backoff,
 		},
 	})
 	if err != nil {

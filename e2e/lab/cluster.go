@@ -69,6 +69,7 @@ type clusterSpec struct {
 	etcd        string
 	crdDirs     []string
 	controllers []string
+	backoff     time.Duration
 }
 
 func startCluster(ctx context.Context, spec clusterSpec) (*Cluster, error) {
@@ -137,7 +138,11 @@ func (c *Cluster) finishStart(ctx context.Context, spec clusterSpec) error {
 		return fmt.Errorf("creating cert-manager log: %w", err)
 	}
 	log := newFileLogger(c.logFile).WithValues("cluster", c.Name)
-	if c.certManager, err = startCertManager(ctx, log, c.KubeconfigPath, spec.controllers); err != nil {
+	backoff := spec.backoff
+	if backoff == 0 {
+		backoff = defaultCertificateRequestBackoff
+	}
+	if c.certManager, err = startCertManager(ctx, log, c.KubeconfigPath, spec.controllers, backoff); err != nil {
 		return fmt.Errorf("starting cert-manager in cluster %s: %w", c.Name, err)
 	}
 	return nil

@@ -30,6 +30,13 @@ type Options struct {
 	// NoCertManager runs no cert-manager controllers (the CRDs are still
 	// installed).
 	NoCertManager bool
+	// IssuanceBackoff is cert-manager's
+	// --certificate-request-minimum-backoff-duration: how long a
+	// Certificate waits after a failed issuance. Zero is cert-manager's
+	// default, an hour. Tests of meshtrust rather than of cert-manager set
+	// it short, so that one failed issuance (a race inside cert-manager,
+	// say) costs seconds, not the test.
+	IssuanceBackoff time.Duration
 	// Dir holds logs and data. Default: a new temporary directory, removed
 	// by Stop unless KeepDir is set.
 	Dir string
@@ -167,6 +174,7 @@ func (l *Lab) start(ctx context.Context, opts Options, root string, bins *Binari
 			etcd:        etcd,
 			crdDirs:     crdDirs,
 			controllers: controllers,
+			backoff:     opts.IssuanceBackoff,
 		})
 		if err != nil {
 			return err

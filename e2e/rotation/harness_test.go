@@ -66,7 +66,7 @@ func newEnv(t *testing.T, clusters ...string) *env {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	l := lab.New(t, lab.Options{Clusters: clusters})
+	l := lab.New(t, lab.Options{Clusters: clusters, IssuanceBackoff: 10 * time.Second})
 	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{}}
 	e.logf("lab up: Vault %s, clusters %s", l.Vault.Addr, strings.Join(clusters, ", "))
 

@@ -26,7 +26,7 @@ const (
 	// long root-1 stays in root-cert.pem once Vault no longer has it. In
 	// production it must exceed the workload certificate lifetime (the
 	// default is 720h); here it is short so the test sees it end.
-	rootGrace = 20 * time.Second
+	rootGrace = 45 * time.Second
 	// perState is how many successful handshakes each intermediate state
 	// of the rotation must carry before the next step starts.
 	perState = 10

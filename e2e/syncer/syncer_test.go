@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestSyncerOnLab(t *testing.T) {
-	l := lab.New(t, lab.Options{})
+	l := lab.New(t, lab.Options{IssuanceBackoff: 10 * time.Second})
 	c := l.Clusters[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -91,7 +91,7 @@ func TestSyncerOnLab(t *testing.T) {
 	t.Run("renewal gives a new serial under the same root", func(t *testing.T) {
 		waitReady(t, c, "layout", 1)
 		before, _ := waitCACertsFromSource(t, c, "layout", 30*time.Second)
-		rev := 1
+		rev := revision(getCert(ctx, t, c, "layout"))
 		renew(ctx, t, c, "layout")
 		waitReady(t, c, "layout", rev+1)
 		began := time.Now()
