@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer"
 )
@@ -39,8 +40,7 @@ func getCertificate(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name 
 // fetchCertificate is getCertificate for polls, which must get the error
 // back rather than end the test on one failed read.
 func fetchCertificate(ctx context.Context, c *lab.Cluster, ns, name string) (*cmapi.Certificate, error) {
-	crt := &cmapi.Certificate{}
-	return crt, c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, crt)
+	return mesh.Certificate(ctx, c, ns, name)
 }
 
 func getSecret(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) *corev1.Secret {
@@ -52,31 +52,16 @@ func getSecret(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name strin
 	return s
 }
 
-func revisionOf(crt *cmapi.Certificate) int {
-	if crt.Status.Revision == nil {
-		return 0
-	}
-	return *crt.Status.Revision
-}
-
 // waitRevision waits until the Certificate is Ready at revision rev or
 // later.
 func waitRevision(t *testing.T, c *lab.Cluster, run *running, ns, name string, rev int) {
 	t.Helper()
 	run.eventually(t, 90*time.Second, fmt.Sprintf("Certificate %s/%s Ready at revision %d", ns, name, rev), func(ctx context.Context) error {
-		crt := &cmapi.Certificate{}
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, crt); err != nil {
+		crt, err := fetchCertificate(ctx, c, ns, name)
+		if err != nil {
 			return err
 		}
-		if got := revisionOf(crt); got < rev {
-			return fmt.Errorf("revision %d; conditions %+v", got, crt.Status.Conditions)
-		}
-		for _, cond := range crt.Status.Conditions {
-			if cond.Type == cmapi.CertificateConditionReady && cond.Status == cmmeta.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("not Ready: %+v", crt.Status.Conditions)
+		return mesh.ReadyAt(crt, rev)
 	})
 }
 
@@ -137,18 +122,9 @@ func poke(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) {
 // renew asks cert-manager to re-issue, as `cmctl renew` does.
 func renew(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) {
 	t.Helper()
-	lab.Eventually(t, 30*time.Second, "renew", func(ctx context.Context) error {
-		crt, err := fetchCertificate(ctx, c, ns, name)
-		if err != nil {
-			return err
-		}
-		now := metav1.Now()
-		crt.Status.Conditions = append(crt.Status.Conditions, cmapi.CertificateCondition{
-			Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue,
-			Reason: "ManuallyTriggered", Message: "renewal requested by the deploy e2e test", LastTransitionTime: &now,
-		})
-		return c.Client.Status().Update(ctx, crt)
-	})
+	if err := mesh.Renew(ctx, c, ns, name, 30*time.Second, "the deploy e2e test"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // caChain creates, in ns, a SelfSigned root, a CA Issuer on it and an

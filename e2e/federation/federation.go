@@ -22,9 +22,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/go-logr/logr"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
@@ -254,8 +251,8 @@ func (s *story) waitCACerts(ctx context.Context, names ...string) (map[string]*w
 			if err != nil {
 				return fmt.Errorf("%s: %w", n, err)
 			}
-			if !apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}) {
-				return fmt.Errorf("%s: Certificate %s/%s not Ready yet", n, crt.Namespace, crt.Name)
+			if err := mesh.ReadyAt(crt, 0); err != nil {
+				return fmt.Errorf("%s: Certificate %s/%s: %w", n, crt.Namespace, crt.Name, err)
 			}
 			cas[n] = ca
 		}

@@ -444,10 +444,7 @@ func (e *env) revision(name string) int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if crt.Status.Revision == nil {
-		return 0
-	}
-	return *crt.Status.Revision
+	return mesh.Revision(crt)
 }
 
 // call has a workload holding clientCert call one holding serverCert over

@@ -3,7 +3,6 @@ package syncer_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
@@ -191,18 +189,10 @@ func getCert(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) *cmap
 	return crt
 }
 
-// fetchCert is getCert for polling conditions, which must return errors
-// rather than fail the test mid-poll.
+// fetchCert reads ns/istio-ca for polling conditions, which must return
+// errors rather than fail the test mid-poll.
 func fetchCert(ctx context.Context, c *lab.Cluster, ns string) (*cmapi.Certificate, error) {
-	crt := &cmapi.Certificate{}
-	return crt, c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-ca"}, crt)
-}
-
-func revision(crt *cmapi.Certificate) int {
-	if crt.Status.Revision == nil {
-		return 0
-	}
-	return *crt.Status.Revision
+	return mesh.Certificate(ctx, c, ns, "istio-ca")
 }
 
 // waitCACertsFromSource waits until cacerts in ns holds the source Secret's
@@ -254,19 +244,10 @@ func assertWhole(t *testing.T, s *corev1.Secret, now time.Time) *pki.Bundle {
 	return b
 }
 
-// renew asks cert-manager to re-issue, as `cmctl renew` does.
+// renew asks cert-manager to re-issue ns/istio-ca, as `cmctl renew` does.
 func renew(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) {
 	t.Helper()
-	lab.Eventually(t, 30*time.Second, "Issuing condition set", func(ctx context.Context) error {
-		crt, err := fetchCert(ctx, c, ns)
-		if err != nil {
-			return err
-		}
-		crt.Status.Conditions = append(crt.Status.Conditions, cmapi.CertificateCondition{
-			Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue,
-			Reason: "ManuallyTriggered", Message: "e2e renewal", LastTransitionTime: &metav1.Time{Time: time.Now()}})
-		return c.Client.Status().Update(ctx, crt)
-	})
+	must(t, mesh.Renew(ctx, c, ns, "istio-ca", 30*time.Second, "the syncer e2e test"))
 }
 
 // poke makes the syncer reconcile the Certificate now (a watch event), which
@@ -283,10 +264,8 @@ func poke(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) {
 	})
 }
 
-// waitReady waits for the Certificate to be Ready at revision rev or later.
-// Later counts: cert-manager may legitimately issue twice, and tests that
-// must see exactly one issuance check the revision themselves. On timeout it
-// says where cert-manager's issuance stands.
+// waitReady waits for the Certificate to be Ready at revision rev or later
+// (mesh.ReadyAt). On timeout it says where cert-manager's issuance stands.
 func waitReady(t *testing.T, c *lab.Cluster, ns string, rev int) {
 	t.Helper()
 	err := lab.WaitFor(context.Background(), 2*time.Minute, func(ctx context.Context) error {
@@ -294,15 +273,7 @@ func waitReady(t *testing.T, c *lab.Cluster, ns string, rev int) {
 		if err != nil {
 			return err
 		}
-		if got := revision(crt); got < rev {
-			return fmt.Errorf("revision %d", got)
-		}
-		for _, cond := range crt.Status.Conditions {
-			if cond.Type == cmapi.CertificateConditionReady && cond.Status == cmmeta.ConditionTrue {
-				return nil
-			}
-		}
-		return errors.New("not Ready")
+		return mesh.ReadyAt(crt, rev)
 	})
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
