@@ -28,7 +28,6 @@ import (
 
 	"github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
 	"github.com/meshtrust/meshtrust/e2e/lab"
-	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/issuer"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
@@ -317,7 +316,7 @@ func testSufficient(ctx context.Context, t *testing.T, c *lab.Cluster) {
 	})
 	t.Run("scheduled renewal triggered and synced", func(t *testing.T) {
 		crt := getCertificate(ctx, t, c, istioNS, "istio-ca")
-		rev := mesh.Revision(crt)
+		rev := policy.Revision(crt)
 		before := getSecret(ctx, t, c, istioNS, "cacerts").Annotations[syncer.AnnotationSerial]
 		slot := policy.Baseline(crt).UTC().Truncate(time.Hour).Add(time.Hour)
 		clk.setNow(slot.Add(time.Minute))
@@ -450,7 +449,7 @@ func testLeaderElection(ctx context.Context, t *testing.T, c *lab.Cluster) {
 
 	t.Run("a renewal after the hand-over reaches cacerts", func(t *testing.T) {
 		before := getSecret(ctx, t, c, leNS, "cacerts").Annotations[syncer.AnnotationSerial]
-		rev := mesh.Revision(getCertificate(ctx, t, c, leNS, "istio-ca"))
+		rev := policy.Revision(getCertificate(ctx, t, c, leNS, "istio-ca"))
 		renew(ctx, t, c, leNS, "istio-ca")
 		waitRevision(t, c, second, leNS, "istio-ca", rev+1)
 		cacerts := waitCACertsFromSource(t, c, second, leNS, "istio-ca-tls")

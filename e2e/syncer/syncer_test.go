@@ -26,7 +26,6 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
-	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer"
 	"github.com/meshtrust/meshtrust/syncer/policy"
@@ -92,7 +91,7 @@ func TestSyncerOnLab(t *testing.T) {
 	t.Run("renewal gives a new serial under the same root", func(t *testing.T) {
 		waitReady(t, c, "layout", 1)
 		before, _ := waitCACertsFromSource(t, c, "layout", 30*time.Second)
-		rev := mesh.Revision(getCert(ctx, t, c, "layout"))
+		rev := policy.Revision(getCert(ctx, t, c, "layout"))
 		renew(ctx, t, c, "layout")
 		waitReady(t, c, "layout", rev+1)
 		began := time.Now()
@@ -143,7 +142,7 @@ func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, sp
 	run := startSyncer(t, c, clk, []string{ns}, nil)
 	waitCACertsFromSource(t, c, ns, 30*time.Second)
 	crt := getCert(ctx, t, c, ns)
-	if crt.Annotations[syncer.AnnotationLastRotation] != "" || mesh.Revision(crt) != 1 {
+	if crt.Annotations[syncer.AnnotationLastRotation] != "" || policy.Revision(crt) != 1 {
 		t.Fatalf("rotated before any slot: %v", crt.Annotations)
 	}
 
@@ -159,8 +158,8 @@ func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, sp
 	run.stop(t)
 	run = startSyncer(t, c, clk, []string{ns}, nil)
 	settle(ctx, t, c, ns, run)
-	if crt := getCert(ctx, t, c, ns); mesh.Revision(crt) != 2 || policy.Issuing(crt) {
-		t.Fatalf("slot fired again after restart: revision %d, issuing %v", mesh.Revision(crt), policy.Issuing(crt))
+	if crt := getCert(ctx, t, c, ns); policy.Revision(crt) != 2 || policy.Issuing(crt) {
+		t.Fatalf("slot fired again after restart: revision %d, issuing %v", policy.Revision(crt), policy.Issuing(crt))
 	}
 
 	// Down across three slots: one renewal at start-up, for the latest slot.
@@ -171,8 +170,8 @@ func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, sp
 	waitRecorded(t, c, ns, slot4)
 	waitReady(t, c, ns, 3)
 	settle(ctx, t, c, ns, run)
-	if crt := getCert(ctx, t, c, ns); mesh.Revision(crt) != 3 || policy.Issuing(crt) {
-		t.Fatalf("missed slots fired more than once: revision %d", mesh.Revision(crt))
+	if crt := getCert(ctx, t, c, ns); policy.Revision(crt) != 3 || policy.Issuing(crt) {
+		t.Fatalf("missed slots fired more than once: revision %d", policy.Revision(crt))
 	}
 	waitCACertsFromSource(t, c, ns, 30*time.Second)
 }
@@ -258,7 +257,7 @@ func testKilledMidSync(ctx context.Context, t *testing.T, c *lab.Cluster, spec c
 	run.stop(t)
 
 	for mode, name := range []string{"before the write", "during the write", "after the write"} {
-		rev := mesh.Revision(getCert(ctx, t, c, ns))
+		rev := policy.Revision(getCert(ctx, t, c, ns))
 		renew(ctx, t, c, ns)
 		waitReady(t, c, ns, rev+1)
 
