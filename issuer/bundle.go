@@ -1,15 +1,14 @@
 package issuer
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
@@ -79,13 +78,13 @@ func SplitResponse(resp *vault.SignResponse, mountRoots []*x509.Certificate, now
 	for _, c := range resp.CAChain {
 		switch {
 		case c.Equal(leaf):
-		case vault.IsSelfSigned(c):
+		case pki.IsSelfSigned(c):
 			candidates = append(candidates, c)
-		case !containsCert(chain, c):
+		case !pki.Contains(chain, c):
 			chain = append(chain, c)
 		}
 	}
-	candidates = vault.LiveRoots(append(candidates, mountRoots...), now)
+	candidates = pki.LiveRoots(append(candidates, mountRoots...), now)
 	if len(candidates) == 0 {
 		return Bundle{}, errors.New("vault knows no live self-signed root for this mount; import the root certificate as an issuer of the mount")
 	}
@@ -112,24 +111,7 @@ func SplitResponse(resp *vault.SignResponse, mountRoots []*x509.Certificate, now
 	}
 	roots := append([]*x509.Certificate{candidates[signing]}, candidates[:signing]...)
 	roots = append(roots, candidates[signing+1:]...)
-	return Bundle{ChainPEM: encodeCerts(chain), CAPEM: encodeCerts(roots), Certificate: leaf}, nil
-}
-
-func containsCert(list []*x509.Certificate, c *x509.Certificate) bool {
-	for _, x := range list {
-		if x.Equal(c) {
-			return true
-		}
-	}
-	return false
-}
-
-func encodeCerts(certs []*x509.Certificate) []byte {
-	var buf bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return buf.Bytes()
+	return Bundle{ChainPEM: pki.EncodeCertificates(chain...), CAPEM: pki.EncodeCertificates(roots...), Certificate: leaf}, nil
 }
 
 // Truncation compares the lifetime Vault granted with the one requested.

@@ -7,13 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
 func decodeAll(t *testing.T, b []byte) []*x509.Certificate {
 	t.Helper()
-	certs, err := vault.ParseCertificatesPEM(b)
+	certs, err := pki.DecodeCertificates(b, pki.MaxChainPEMSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestSplitResponse(t *testing.T) {
 			assertCerts(t, "tls.crt", decodeAll(t, b.ChainPEM), tc.wantChain)
 			assertCerts(t, "ca.crt", decodeAll(t, b.CAPEM), tc.wantRoots)
 			for _, c := range decodeAll(t, b.CAPEM) {
-				if !vault.IsSelfSigned(c) {
+				if !pki.IsSelfSigned(c) {
 					t.Errorf("ca.crt holds %q, which is not a root", c.Subject.CommonName)
 				}
 			}

@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -25,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
+	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
-	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
 const (
@@ -144,12 +143,9 @@ func lifetimeDecision(obj client.Object) (r LifetimeReport, report bool, err err
 	if err != nil {
 		return LifetimeReport{}, false, &FieldError{Field: "spec", Err: err}
 	}
-	certs, err := vault.ParseCertificatesPEM(ir.certificatePEM)
+	certs, err := pki.DecodeCertificates(ir.certificatePEM, pki.MaxChainPEMSize)
 	if err != nil {
 		return LifetimeReport{}, false, &FieldError{Field: "status.certificate", Err: err}
-	}
-	if len(certs) == 0 {
-		return LifetimeReport{}, false, &FieldError{Field: "status.certificate", Err: errors.New("holds no certificate")}
 	}
 	granted, short := Truncation(certs[0], details.Duration)
 	return LifetimeReport{Requested: details.Duration, Granted: granted}, short, nil

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
+	"time"
 )
 
 // Chain is a certificate chain ordered from the bottom certificate up.
@@ -99,6 +101,21 @@ func SplitRoots(certs []*x509.Certificate) (others, roots []*x509.Certificate) {
 		}
 	}
 	return others, roots
+}
+
+// LiveRoots keeps the self-signed certificates of certs that are valid at
+// now, without duplicates, oldest first so that the order is stable. It is
+// how the issuer turns what Vault knows of a mount into ca.crt.
+func LiveRoots(certs []*x509.Certificate, now time.Time) []*x509.Certificate {
+	var roots []*x509.Certificate
+	for _, c := range certs {
+		if Contains(roots, c) || !IsSelfSigned(c) || now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			continue
+		}
+		roots = append(roots, c)
+	}
+	sort.SliceStable(roots, func(i, j int) bool { return roots[i].NotBefore.Before(roots[j].NotBefore) })
+	return roots
 }
 
 // IsSelfSigned reports whether c's signature verifies with its own key and its

@@ -348,3 +348,20 @@ func TestParseLayoutAndFingerprint(t *testing.T) {
 		t.Errorf("fingerprint %q", fp)
 	}
 }
+
+func TestLiveRoots(t *testing.T) {
+	now := pkitest.RandomNow(t)
+	old := pkitest.New(t, now, pkitest.Spec{CN: "old", NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(time.Hour)}, nil)
+	young := pkitest.New(t, now, pkitest.Spec{CN: "young", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour)}, nil)
+	expired := pkitest.New(t, now, pkitest.Spec{CN: "expired", NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)}, nil)
+	future := pkitest.New(t, now, pkitest.Spec{CN: "future", NotBefore: now.Add(time.Hour), NotAfter: now.Add(48 * time.Hour)}, nil)
+	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, young)
+	got := LiveRoots([]*x509.Certificate{young.Cert, inter.Cert, expired.Cert, old.Cert, future.Cert, young.Cert}, now)
+	var names []string
+	for _, c := range got {
+		names = append(names, c.Subject.CommonName)
+	}
+	if strings.Join(names, ",") != "old,young" {
+		t.Errorf("LiveRoots = %v, want the live roots once each, oldest first: old,young", names)
+	}
+}

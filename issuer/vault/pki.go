@@ -4,19 +4,30 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshtrust/meshtrust/internal/pki"
 )
 
-// maxPEMBytes caps every PEM value read from Vault; a certificate chain is a
-// few kilobytes, so anything near this is broken or hostile.
-const maxPEMBytes = 1 << 20
+// maxResponsePEMSize caps every PEM value read from Vault. It is larger than
+// internal/pki's chain cap because a mount's ca_chain may list many issuers;
+// a certificate chain is a few kilobytes, so anything near this is broken or
+// hostile.
+const maxResponsePEMSize = 1 << 20
+
+// decodePEM decodes the certificates of a Vault response field, which may
+// hold none (an absent ca_chain).
+func decodePEM(b []byte) ([]*x509.Certificate, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, nil
+	}
+	return pki.DecodeCertificates(b, maxResponsePEMSize)
+}
 
 // SignRequest is one call to Vault's PKI engine: sign-intermediate when CA
 // is set, sign/<role> otherwise.
@@ -140,7 +151,7 @@ func (c *Client) Sign(ctx context.Context, req SignRequest) (*SignResponse, erro
 
 func decodeSignData(data map[string]any) (*SignResponse, error) {
 	certPEM, _ := data["certificate"].(string)
-	certs, err := ParseCertificatesPEM([]byte(certPEM))
+	certs, err := decodePEM([]byte(certPEM))
 	if err != nil {
 		return nil, fmt.Errorf("field certificate: %w", err)
 	}
@@ -158,7 +169,7 @@ func decodeSignData(data map[string]any) (*SignResponse, error) {
 			chain = []byte(s)
 		}
 	}
-	rest, err := ParseCertificatesPEM(chain)
+	rest, err := decodePEM(chain)
 	if err != nil {
 		return nil, fmt.Errorf("field ca_chain: %w", err)
 	}
@@ -185,41 +196,6 @@ func pemList(v any) ([]byte, error) {
 		return nil, fmt.Errorf("unexpected type %T", v)
 	}
 	return buf.Bytes(), nil
-}
-
-// ParseCertificatesPEM decodes every CERTIFICATE block of b, in order. It
-// refuses oversized input, non-certificate blocks and trailing garbage.
-func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
-	if len(b) > maxPEMBytes {
-		return nil, fmt.Errorf("PEM data is %d bytes, over the %d-byte limit", len(b), maxPEMBytes)
-	}
-	var certs []*x509.Certificate
-	rest := b
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs), err)
-		}
-		certs = append(certs, cert)
-	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, errors.New("trailing data after the last PEM block")
-	}
-	return certs, nil
-}
-
-// IsSelfSigned reports whether cert is a root: issued by itself and signed
-// with its own key.
-func IsSelfSigned(cert *x509.Certificate) bool {
-	return bytes.Equal(cert.RawSubject, cert.RawIssuer) && cert.CheckSignatureFrom(cert) == nil
 }
 
 // Check confirms that Vault is unsealed and answering, that login works, and
@@ -268,7 +244,7 @@ func (c *Client) readIssuer(ctx context.Context, mount, ref string) (*x509.Certi
 			return &Error{Op: "read-issuer", Path: path, StatusCode: http.StatusNotFound, Messages: []string{fmt.Sprintf("PKI issuer %q not found in mount %q", ref, mount)}}
 		}
 		certPEM, _ := secret.Data["certificate"].(string)
-		certs, err := ParseCertificatesPEM([]byte(certPEM))
+		certs, err := decodePEM([]byte(certPEM))
 		if err != nil || len(certs) == 0 {
 			return fmt.Errorf("vault read-issuer (%s): field certificate holds no certificate: %v", path, err)
 		}
@@ -277,7 +253,7 @@ func (c *Client) readIssuer(ctx context.Context, mount, ref string) (*x509.Certi
 		if err != nil {
 			return fmt.Errorf("vault read-issuer (%s): field ca_chain: %w", path, err)
 		}
-		if chain, err = ParseCertificatesPEM(chainPEM); err != nil {
+		if chain, err = decodePEM(chainPEM); err != nil {
 			return fmt.Errorf("vault read-issuer (%s): field ca_chain: %w", path, err)
 		}
 		return nil
@@ -327,25 +303,9 @@ func (c *Client) Roots(ctx context.Context, mount string) ([]*x509.Certificate, 
 		found = append(found, cert)
 		found = append(found, chain...)
 	}
-	roots := LiveRoots(found, now)
+	roots := pki.LiveRoots(found, now)
 	c.rootsMu.Lock()
 	c.roots[mount] = cachedRoots{certs: roots, expires: now.Add(c.rootsTTL)}
 	c.rootsMu.Unlock()
 	return roots, nil
-}
-
-// LiveRoots keeps the self-signed certificates of certs that are valid at
-// now, without duplicates, oldest first so that the order is stable.
-func LiveRoots(certs []*x509.Certificate, now time.Time) []*x509.Certificate {
-	seen := map[string]bool{}
-	var roots []*x509.Certificate
-	for _, cert := range certs {
-		if seen[string(cert.Raw)] || !IsSelfSigned(cert) || now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
-			continue
-		}
-		seen[string(cert.Raw)] = true
-		roots = append(roots, cert)
-	}
-	sort.SliceStable(roots, func(i, j int) bool { return roots[i].NotBefore.Before(roots[j].NotBefore) })
-	return roots
 }
