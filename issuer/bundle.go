@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
@@ -38,7 +39,7 @@ func PublicKeyMatches(cert *x509.Certificate, csr *x509.CertificateRequest) bool
 // dropped them (one that predates permitted_uri_domains ignores it with
 // only a warning, and a policy or role can change them) would hand the
 // cluster an unconstrained CA under the shared root, so it is never stored.
-func CheckIssued(cert *x509.Certificate, req vault.SignRequest) error {
+func CheckIssued(cert *x509.Certificate, req vaultcontract.SignRequest) error {
 	if !req.CA {
 		if cert.IsCA {
 			return errors.New("Vault returned a CA certificate for a leaf request")

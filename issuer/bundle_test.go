@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
@@ -162,7 +163,7 @@ func TestCheckIssued(t *testing.T) {
 	}
 	constrained := x509.Certificate{BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
 		PermittedURIDomains: []string{"east.mesh"}, PermittedDNSDomainsCritical: true}
-	caReq := vault.SignRequest{CA: true, PermittedURIDomains: []string{"east.mesh"}}
+	caReq := vaultcontract.SignRequest{CA: true, PermittedURIDomains: []string{"east.mesh"}}
 	with := func(edit func(*x509.Certificate)) x509.Certificate {
 		c := constrained
 		edit(&c)
@@ -171,14 +172,14 @@ func TestCheckIssued(t *testing.T) {
 	tests := []struct {
 		name    string
 		cert    x509.Certificate
-		req     vault.SignRequest
+		req     vaultcontract.SignRequest
 		wantErr string
 	}{
 		{name: "what was asked", cert: constrained, req: caReq},
 		{name: "path length 1 when asked", cert: with(func(c *x509.Certificate) { c.MaxPathLen, c.MaxPathLenZero = 1, false }),
-			req: vault.SignRequest{CA: true, MaxPathLength: 1, PermittedURIDomains: []string{"east.mesh"}}},
-		{name: "leaf for a leaf request", cert: x509.Certificate{}, req: vault.SignRequest{Role: "workload"}},
-		{name: "CA for a leaf request", cert: constrained, req: vault.SignRequest{Role: "workload"}, wantErr: "CA certificate for a leaf request"},
+			req: vaultcontract.SignRequest{CA: true, MaxPathLength: 1, PermittedURIDomains: []string{"east.mesh"}}},
+		{name: "leaf for a leaf request", cert: x509.Certificate{}, req: vaultcontract.SignRequest{Role: "workload"}},
+		{name: "CA for a leaf request", cert: constrained, req: vaultcontract.SignRequest{Role: "workload"}, wantErr: "CA certificate for a leaf request"},
 		{name: "not a CA", cert: with(func(c *x509.Certificate) { c.IsCA, c.MaxPathLenZero = false, false }), req: caReq, wantErr: "not a CA"},
 		{name: "no path length", cert: with(func(c *x509.Certificate) { c.MaxPathLen, c.MaxPathLenZero = -1, false }), req: caReq, wantErr: "path length unlimited, not the 0"},
 		{name: "no name constraint", cert: with(func(c *x509.Certificate) { c.PermittedURIDomains, c.PermittedDNSDomainsCritical = nil, false }), req: caReq, wantErr: `permitted URI domains are [], not ["east.mesh"]`},

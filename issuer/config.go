@@ -17,19 +17,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
-const (
-	// DefaultKubernetesAuthMount is the Kubernetes auth mount when unset.
-	DefaultKubernetesAuthMount = "kubernetes"
-	// DefaultAppRoleMount is the AppRole auth mount when unset.
-	DefaultAppRoleMount = "approle"
-	// serviceAccountTokenSeconds is the lifetime of the tokens we mint for
-	// Kubernetes auth: the API server's minimum, since each is used once.
-	serviceAccountTokenSeconds = 600
-)
+// serviceAccountTokenSeconds is the lifetime of the tokens we mint for
+// Kubernetes auth: the API server's minimum, since each is used once.
+const serviceAccountTokenSeconds = 600
 
 // issuerView is what the signer needs from either issuer kind.
 type issuerView struct {
@@ -45,9 +40,9 @@ type issuerView struct {
 func (s *Signer) view(iss issuerapi.Issuer) (issuerView, error) {
 	switch i := iss.(type) {
 	case *v1alpha1.VaultIssuer:
-		return issuerView{obj: i, spec: &i.Spec, secretNamespace: i.Namespace, defaultAudience: "vault://" + i.Namespace + "/" + i.Name}, nil
+		return issuerView{obj: i, spec: &i.Spec, secretNamespace: i.Namespace, defaultAudience: vaultcontract.IssuerAudience(i.Namespace, i.Name)}, nil
 	case *v1alpha1.VaultClusterIssuer:
-		return issuerView{obj: i, spec: &i.Spec, secretNamespace: s.ClusterResourceNamespace, defaultAudience: "vault://" + i.Name}, nil
+		return issuerView{obj: i, spec: &i.Spec, secretNamespace: s.ClusterResourceNamespace, defaultAudience: vaultcontract.ClusterIssuerAudience(i.Name)}, nil
 	default:
 		return issuerView{}, signer.PermanentError{Err: fmt.Errorf("unexpected issuer type %T", iss)}
 	}
@@ -95,7 +90,7 @@ func (s *Signer) vaultConfig(ctx context.Context, v issuerView) (vault.Config, e
 			audiences = []string{v.defaultAudience}
 		}
 		sa := types.NamespacedName{Namespace: v.secretNamespace, Name: k.ServiceAccountRef.Name}
-		cfg.Auth = vault.KubernetesAuth(orDefault(k.MountPath, DefaultKubernetesAuthMount), k.Role, func(ctx context.Context) (string, error) {
+		cfg.Auth = vault.KubernetesAuth(orDefault(k.MountPath, vaultcontract.DefaultKubernetesAuthMount), k.Role, func(ctx context.Context) (string, error) {
 			token, err := s.serviceAccountToken(ctx, sa, audiences)
 			if err != nil || !custom {
 				return token, err
@@ -104,7 +99,7 @@ func (s *Signer) vaultConfig(ctx context.Context, v issuerView) (vault.Config, e
 		})
 	case auth.AppRole != nil:
 		a := auth.AppRole
-		cfg.Auth = vault.AppRoleAuth(orDefault(a.MountPath, DefaultAppRoleMount), a.RoleID, func(ctx context.Context) (string, error) {
+		cfg.Auth = vault.AppRoleAuth(orDefault(a.MountPath, vaultcontract.AppRoleAuthMount), a.RoleID, func(ctx context.Context) (string, error) {
 			return s.secretValue(ctx, v.secretNamespace, a.SecretRef, "spec.auth.appRole.secretRef")
 		})
 	case auth.TokenSecretRef != nil:

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
@@ -85,7 +86,7 @@ func asIssuedRequest(obj client.Object) (issuedRequest, bool) {
 		}
 		return issuedRequest{req: signer.CertificateRequestObjectFromCertificateRequest(r), certificatePEM: r.Status.Certificate}, true
 	case *certificatesv1.CertificateSigningRequest:
-		if !strings.HasPrefix(r.Spec.SignerName, SignerNamePrefix) || len(r.Status.Certificate) == 0 {
+		if !strings.HasPrefix(r.Spec.SignerName, vaultcontract.SignerNamePrefix) || len(r.Status.Certificate) == 0 {
 			return issuedRequest{}, false
 		}
 		return issuedRequest{req: signer.CertificateRequestObjectFromCertificateSigningRequest(r), certificatePEM: r.Status.Certificate}, true

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
 
@@ -94,9 +95,9 @@ func TestLifetimeDecision(t *testing.T) {
 		})},
 		{name: "another kind of ours", obj: issuedCR(oneHour, 3*time.Hour, func(cr *cmapi.CertificateRequest) { cr.Spec.IssuerRef.Kind = "SomethingElse" })},
 		{name: "garbage certificate names the field", obj: issuedCR([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), 3*time.Hour), wantErr: "status.certificate"},
-		{name: "truncated Kubernetes CSR", obj: issuedCSR(oneHour, 3*time.Hour, SignerNamePrefix+"east"), wantReport: true, wantGranted: time.Hour + 30*time.Second},
+		{name: "truncated Kubernetes CSR", obj: issuedCSR(oneHour, 3*time.Hour, vaultcontract.SignerNamePrefix+"east"), wantReport: true, wantGranted: time.Hour + 30*time.Second},
 		{name: "Kubernetes CSR for another signer", obj: issuedCSR(oneHour, 3*time.Hour, "kubernetes.io/kube-apiserver-client")},
-		{name: "Kubernetes CSR not yet signed", obj: issuedCSR(nil, 3*time.Hour, SignerNamePrefix+"east")},
+		{name: "Kubernetes CSR not yet signed", obj: issuedCSR(nil, 3*time.Hour, vaultcontract.SignerNamePrefix+"east")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

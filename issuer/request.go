@@ -7,12 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
-	"github.com/meshtrust/meshtrust/issuer/vault"
-)
+	"github.com/cert-manager/issuer-lib/controllers/signer"
 
-// DefaultMount is the PKI mount used when spec.pki.mount is empty.
-const DefaultMount = "pki"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
+	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+)
 
 // FieldError is bad input attributed to one field, so that conditions,
 // events and logs can name it.
@@ -45,16 +44,28 @@ type SignInput struct {
 	Duration time.Duration
 }
 
+// SignRequestFor is the issuer's whole request builder: it parses and checks
+// the CSR of a CertificateRequest or Kubernetes CSR and maps it onto the
+// Vault call. A refusal is a *FieldError naming the field at fault.
+func SignRequestFor(spec *v1alpha1.VaultIssuerSpec, details signer.CertificateDetails) (vaultcontract.SignRequest, *x509.CertificateRequest, error) {
+	csr, err := ParseCSR(details.CSR)
+	if err != nil {
+		return vaultcontract.SignRequest{}, nil, &FieldError{Field: "spec.request", Err: err}
+	}
+	req, err := BuildSignRequest(SignInput{Spec: spec, CSRPEM: details.CSR, CSR: csr, IsCA: details.IsCA, Duration: details.Duration})
+	return req, csr, err
+}
+
 // BuildSignRequest maps a checked request onto a Vault call: CA requests to
 // sign-intermediate with the trust-domain name constraint and path length,
 // others to sign/<role>. It refuses what the issuer is not configured for.
-func BuildSignRequest(in SignInput) (vault.SignRequest, error) {
+func BuildSignRequest(in SignInput) (vaultcontract.SignRequest, error) {
 	spec, csr := in.Spec, in.CSR
 	mount := spec.PKI.Mount
 	if mount == "" {
-		mount = DefaultMount
+		mount = vaultcontract.DefaultMount
 	}
-	req := vault.SignRequest{
+	req := vaultcontract.SignRequest{
 		Mount:      mount,
 		IssuerRef:  spec.PKI.IssuerRef,
 		CA:         in.IsCA,

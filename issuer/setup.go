@@ -32,11 +32,6 @@ import (
 // writes, and the name its events are reported by.
 const FieldOwner = "meshtrust-issuer"
 
-// SignerNamePrefix is the signerName prefix of Kubernetes
-// CertificateSigningRequests addressed to a VaultClusterIssuer:
-// "vaultclusterissuers.meshtrust.io/<name>".
-const SignerNamePrefix = "vaultclusterissuers.meshtrust.io/"
-
 // Options configures the issuer controllers. Flags set every field except
 // MetricsRegistry and Clock, which callers set in code.
 type Options struct {
@@ -65,7 +60,7 @@ type Options struct {
 	// during a rotation reaches ca.crt at the first issuance after it.
 	RootsCacheTTL time.Duration
 	// DisableKubernetesCSR turns off signing of Kubernetes
-	// CertificateSigningRequests (signerName SignerNamePrefix+<name>).
+	// CertificateSigningRequests (signerName vaultcontract.SignerNamePrefix+<name>).
 	DisableKubernetesCSR bool
 	// MetricsRegistry receives the issuer's metrics; nil means
 	// controller-runtime's metrics.Registry, served by the manager.

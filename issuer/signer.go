@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
@@ -64,7 +65,7 @@ func (s *Signer) check(ctx context.Context, v issuerView) error {
 	if err != nil {
 		return err
 	}
-	return cl.Check(ctx, orDefault(v.spec.PKI.Mount, DefaultMount), v.spec.PKI.IssuerRef)
+	return cl.Check(ctx, orDefault(v.spec.PKI.Mount, vaultcontract.DefaultMount), v.spec.PKI.IssuerRef)
 }
 
 // Sign maps the request to a Vault call and splits the answer so that
@@ -87,11 +88,7 @@ func (s *Signer) sign(ctx context.Context, cr signer.CertificateRequestObject, i
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: &FieldError{Field: "spec", Err: err}}
 	}
-	csr, err := ParseCSR(details.CSR)
-	if err != nil {
-		return signer.PEMBundle{}, signer.PermanentError{Err: &FieldError{Field: "spec.request", Err: err}}
-	}
-	req, err := BuildSignRequest(SignInput{Spec: v.spec, CSRPEM: details.CSR, CSR: csr, IsCA: details.IsCA, Duration: details.Duration})
+	req, csr, err := SignRequestFor(v.spec, details)
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: err}
 	}

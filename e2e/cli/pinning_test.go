@@ -15,7 +15,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
-	issuervault "github.com/meshtrust/meshtrust/issuer/vault"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 type signed struct {
@@ -136,11 +136,11 @@ func errOrOK(err error) string {
 }
 
 // issuerRequestPasses checks that the request the issuer really sends
-// (issuer/vault.SignRequest) is one enroll's policy lets through.
+// (vaultcontract.SignRequest) is one enroll's policy lets through.
 func issuerRequestPasses(ctx context.Context, t *testing.T, vc *vaultapi.Client, cn, td string) {
 	t.Helper()
 	_, req := csr(t, cn)
-	ir := issuervault.SignRequest{Mount: "pki", IssuerRef: "meshtrust-root", CA: true, CSR: []byte(req), CommonName: cn,
+	ir := vaultcontract.SignRequest{Mount: "pki", IssuerRef: "meshtrust-root", CA: true, CSR: []byte(req), CommonName: cn,
 		URISANs: []string{"spiffe://" + td}, TTL: 720 * time.Hour, MaxPathLength: 0, PermittedURIDomains: []string{td}}
 	if ir.Path() != signPath {
 		t.Errorf("the issuer signs at %s, the policy allows %s", ir.Path(), signPath)

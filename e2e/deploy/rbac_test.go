@@ -29,7 +29,7 @@ import (
 	"github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
 	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/internal/pki"
-	"github.com/meshtrust/meshtrust/issuer"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 	"github.com/meshtrust/meshtrust/syncer"
 	"github.com/meshtrust/meshtrust/syncer/policy"
@@ -344,7 +344,7 @@ func testCSRSigned(ctx context.Context, t *testing.T, c *lab.Cluster, run *runni
 	csr := &certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: "deploy-e2e", Annotations: map[string]string{"experimental.cert-manager.io/request-duration": "30m"}},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request: csrPEM, SignerName: issuer.SignerNamePrefix + issuerName,
+			Request: csrPEM, SignerName: vaultcontract.SignerNamePrefix + issuerName,
 			Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 		},
 	}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
@@ -234,7 +235,7 @@ func TestKubernetesCSR(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-csr", Annotations: map[string]string{"experimental.cert-manager.io/request-duration": "30m"}},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
 			Request:    pkitest.URICSR(t, key, "", "spiffe://east.mesh/ns/kube/sa/csr"),
-			SignerName: issuer.SignerNamePrefix + "east",
+			SignerName: vaultcontract.SignerNamePrefix + "east",
 			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 		},
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 // fakeVault injects faults a real Vault cannot be made to produce on cue.
@@ -79,7 +81,7 @@ func newTestClient(t *testing.T, fv *fakeVault) (*Client, *Metrics) {
 	return c, m
 }
 
-var leafReq = SignRequest{Mount: "pki", Role: "r", CSR: []byte("csr"), CommonName: "x"}
+var leafReq = vaultcontract.SignRequest{Mount: "pki", Role: "r", CSR: []byte("csr"), CommonName: "x"}
 
 func TestReloginOnceOn403(t *testing.T) {
 	tests := []struct {

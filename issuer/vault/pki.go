@@ -7,11 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 // maxResponsePEMSize caps every PEM value read from Vault. It is larger than
@@ -29,95 +28,12 @@ func decodePEM(b []byte) ([]*x509.Certificate, error) {
 	return pki.DecodeCertificates(b, maxResponsePEMSize)
 }
 
-// SignRequest is one call to Vault's PKI engine: sign-intermediate when CA
-// is set, sign/<role> otherwise.
-type SignRequest struct {
-	// Mount is the PKI mount path, e.g. "pki".
-	Mount string
-	// IssuerRef names the Vault issuer; empty means the mount's default.
-	IssuerRef string
-	// Role is the PKI role for leaf requests.
-	Role string
-	// CA selects sign-intermediate.
-	CA bool
-	// CSR is the PEM-encoded certificate request.
-	CSR []byte
-	// CommonName is copied from the CSR; Vault takes names from the request
-	// parameters, not from the CSR.
-	CommonName string
-	// AltNames are DNS names and email addresses.
-	AltNames []string
-	// IPSANs are IP addresses.
-	IPSANs []string
-	// URISANs are URIs, e.g. SPIFFE IDs.
-	URISANs []string
-	// TTL is the requested lifetime; zero lets Vault choose.
-	TTL time.Duration
-	// MaxPathLength is stamped on intermediates (CA only).
-	MaxPathLength int
-	// PermittedURIDomains is the URI name constraint stamped on
-	// intermediates (CA only); Vault >= 1.19 supports it.
-	PermittedURIDomains []string
-}
-
-// Op is the metrics operation name of the request.
-func (r SignRequest) Op() string {
+// signOp is the metrics operation name of a sign request.
+func signOp(r vaultcontract.SignRequest) string {
 	if r.CA {
 		return "sign-intermediate"
 	}
 	return "sign"
-}
-
-// Path is the Vault API path the request goes to.
-func (r SignRequest) Path() string {
-	mount := strings.Trim(r.Mount, "/")
-	switch {
-	case r.CA && r.IssuerRef != "":
-		return mount + "/issuer/" + r.IssuerRef + "/sign-intermediate"
-	case r.CA:
-		return mount + "/root/sign-intermediate"
-	case r.IssuerRef != "":
-		return mount + "/issuer/" + r.IssuerRef + "/sign/" + r.Role
-	default:
-		return mount + "/sign/" + r.Role
-	}
-}
-
-// Body is the request's JSON body.
-func (r SignRequest) Body() map[string]any {
-	b := map[string]any{
-		"csr":         string(r.CSR),
-		"common_name": r.CommonName,
-		"format":      "pem",
-		// The CN of a CA or workload is a label, not a host name; adding it
-		// to the SANs would widen the certificate beyond what was asked.
-		"exclude_cn_from_sans": true,
-	}
-	if len(r.AltNames) > 0 {
-		b["alt_names"] = strings.Join(r.AltNames, ",")
-	}
-	if len(r.IPSANs) > 0 {
-		b["ip_sans"] = strings.Join(r.IPSANs, ",")
-	}
-	if len(r.URISANs) > 0 {
-		b["uri_sans"] = strings.Join(r.URISANs, ",")
-	}
-	if r.TTL > 0 {
-		b["ttl"] = strconv.FormatInt(int64(r.TTL/time.Second), 10) + "s"
-	}
-	if r.CA {
-		// Never copy extensions from the CSR into a CA certificate: only
-		// the constraints stamped here may shape it.
-		b["use_csr_values"] = false
-		// A string, not a number: Vault matches policy parameter values by
-		// type, and enrol's policy pins max_path_length to "0". A number
-		// would be denied by every policy that pins it.
-		b["max_path_length"] = strconv.Itoa(r.MaxPathLength)
-		if len(r.PermittedURIDomains) > 0 {
-			b["permitted_uri_domains"] = r.PermittedURIDomains
-		}
-	}
-	return b
 }
 
 // SignResponse is Vault's answer to a sign call, decoded.
@@ -129,20 +45,20 @@ type SignResponse struct {
 }
 
 // Sign sends req to Vault.
-func (c *Client) Sign(ctx context.Context, req SignRequest) (*SignResponse, error) {
-	path := req.Path()
+func (c *Client) Sign(ctx context.Context, req vaultcontract.SignRequest) (*SignResponse, error) {
+	path, op := req.Path(), signOp(req)
 	var resp *SignResponse
 	err := c.do(ctx, func() error {
-		secret, err := c.api.Logical().WriteWithContext(withOp(ctx, req.Op()), path, req.Body())
+		secret, err := c.api.Logical().WriteWithContext(withOp(ctx, op), path, req.Body())
 		if err != nil {
-			return wrapError(req.Op(), path, err)
+			return wrapError(op, path, err)
 		}
 		if secret == nil || secret.Data == nil {
-			return &Error{Op: req.Op(), Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no data"}}
+			return &Error{Op: op, Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no data"}}
 		}
 		resp, err = decodeSignData(secret.Data)
 		if err != nil {
-			return fmt.Errorf("vault %s (%s): decoding response: %w", req.Op(), path, err)
+			return fmt.Errorf("vault %s (%s): decoding response: %w", op, path, err)
 		}
 		return nil
 	})

@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/kube"
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/vaultops"
+	"github.com/meshtrust/meshtrust/internal/kube"
+	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 )
 
 // Streams are the command's standard input, output and error.
@@ -129,7 +129,7 @@ func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
 	}
 	fmt.Fprintln(s.ErrOut, "meshtrust: "+oneLine(err.Error()))
 	var uh *UnhealthyError
-	var refused *vaultops.RefusedError
+	var refused *vaultadmin.RefusedError
 	if errors.As(err, &uh) || errors.As(err, &refused) {
 		return 1
 	}

@@ -8,9 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/kube"
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/manifests"
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/status"
+	"github.com/meshtrust/meshtrust/internal/kube"
+	"github.com/meshtrust/meshtrust/internal/status"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 type statusFlags struct {
@@ -121,7 +121,7 @@ func readCluster(ctx context.Context, kc kube.Kubeconfig, name string, f *status
 		in.Err = err
 		return in
 	}
-	in.Certificates, err = kube.OptedInCertificates(ctx, clients.Client, manifests.CacertsAnnotation)
+	in.Certificates, err = kube.OptedInCertificates(ctx, clients.Client, vaultcontract.OptInAnnotation)
 	if err != nil && !meta.IsNoMatchError(err) {
 		in.CertificatesErr = err
 	}

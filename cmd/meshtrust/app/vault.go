@@ -13,16 +13,15 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/kube"
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/manifests"
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/status"
-	"github.com/meshtrust/meshtrust/cmd/meshtrust/internal/vaultops"
-	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+	"github.com/meshtrust/meshtrust/internal/status"
+	"github.com/meshtrust/meshtrust/internal/vaultadmin"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 type vaultFlags struct {
 	addr    string
 	timeout time.Duration
+	dryRun  bool
 }
 
 func newVaultCommand(e *env) *cobra.Command {
@@ -32,13 +31,20 @@ func newVaultCommand(e *env) *cobra.Command {
 		Short: "Set up Vault: the shared root and each cluster's least-privilege access",
 		Long: `Commands that write to Vault. They read VAULT_ADDR, VAULT_TOKEN (else
 ~/.vault-token), VAULT_NAMESPACE and VAULT_CACERT like the vault CLI, and are
-idempotent: a second run changes nothing and says so.`,
+idempotent: a second run changes nothing and says so.
+
+--dry-run reads Vault (and the cluster) and prints the plan instead: every
+Vault and Kubernetes change, with what is there now and what it will be, in
+the order the command would make them. Nothing is written. -o json gives the
+plan to change review.`,
 		Example: `  export VAULT_ADDR=https://vault.example.com:8200 VAULT_TOKEN=...
   meshtrust vault bootstrap
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east
   meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke
-  meshtrust vault retire-root --issuer-name meshtrust-root`,
+  meshtrust vault retire-root --issuer-name meshtrust-root
+  meshtrust vault enroll --cluster east --trust-domain east.mesh --context east --dry-run -o json`,
 	}
+	cmd.PersistentFlags().BoolVar(&vf.dryRun, "dry-run", false, "print the plan (each Vault and Kubernetes change, before and after) and change nothing")
 	cmd.PersistentFlags().StringVar(&vf.addr, "vault-addr", "", "Vault address (default: VAULT_ADDR)")
 	cmd.PersistentFlags().DurationVar(&vf.timeout, "vault-timeout", 30*time.Second, "timeout of each Vault request")
 	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRetireRootCommand(e, vf))
@@ -47,13 +53,13 @@ idempotent: a second run changes nothing and says so.`,
 
 // connect builds the client and runs the preflight, so that an unreachable
 // or sealed Vault or a bad token gives one clear line before any step runs.
-func (vf *vaultFlags) connect(ctx context.Context, e *env) (*vaultops.Client, string, error) {
-	cfg := vaultops.ConfigFromEnv(e.getenv)
+func (vf *vaultFlags) connect(ctx context.Context, e *env) (*vaultadmin.Client, string, error) {
+	cfg := vaultadmin.ConfigFromEnv(e.getenv)
 	if vf.addr != "" {
 		cfg.Addr = vf.addr
 	}
 	cfg.Timeout = vf.timeout
-	c, err := vaultops.NewClient(cfg)
+	c, err := vaultadmin.NewClient(cfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -62,7 +68,7 @@ func (vf *vaultFlags) connect(ctx context.Context, e *env) (*vaultops.Client, st
 }
 
 func newBootstrapCommand(e *env, vf *vaultFlags) *cobra.Command {
-	o := vaultops.BootstrapOptions{}
+	o := vaultadmin.BootstrapOptions{}
 	var importFile string
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
@@ -116,11 +122,20 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 			// Only for a mount without URL settings: the address this run
 			// reaches Vault by may be a port-forward or another spelling.
 			opts.DefaultURLBase = c.Addr
-			res, err := vaultops.Bootstrap(cmd.Context(), c, opts)
+			plan, err := vaultadmin.PlanBootstrap(cmd.Context(), c, opts)
 			if err != nil {
 				return err
 			}
-			return printBootstrap(e.streams.Out, e.output, c.Addr, version, o.Mount, res, e.now())
+			w := e.streams.Out
+			if vf.dryRun {
+				return printPlan(w, e.output, fmt.Sprintf("Vault %s (%s), mount %s/", c.Addr, version, o.Mount), plan, &plan.Plan,
+					"Nothing to change: Vault is already bootstrapped.")
+			}
+			res, err := plan.Apply(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printBootstrap(w, e.output, c.Addr, version, o.Mount, res, e.now())
 		},
 	}
 	f := cmd.Flags()
@@ -138,13 +153,13 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 	return cmd
 }
 
-func printBootstrap(w io.Writer, format, addr, version, mount string, res *vaultops.BootstrapResult, now time.Time) error {
+func printBootstrap(w io.Writer, format, addr, version, mount string, res *vaultadmin.BootstrapResult, now time.Time) error {
 	switch format {
 	case "json", "yaml":
 		return printStructured(w, format, res)
 	}
 	fmt.Fprintf(w, "Vault %s (%s), mount %s/\n", addr, version, mount)
-	printSteps(w, res.Steps)
+	printSteps(w, res.Steps, false)
 	r := res.Root
 	fmt.Fprintf(w, "\nRoot CA\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
@@ -156,33 +171,49 @@ func printBootstrap(w io.Writer, format, addr, version, mount string, res *vault
 	tw.Flush()
 	fmt.Fprintln(w)
 	if res.Changed {
-		fmt.Fprintf(w, "Bootstrapped: %d change(s) made.\n", changes(res.Steps))
+		fmt.Fprintf(w, "Bootstrapped: %d change(s) made.\n", res.Changes())
 	} else {
 		fmt.Fprintln(w, "Nothing changed: Vault was already bootstrapped.")
 	}
 	return nil
 }
 
-func printSteps(w io.Writer, steps []vaultops.Step) {
+// printSteps writes one line per step; a plan's steps that change
+// something also get their before and after.
+func printSteps(w io.Writer, steps []vaultadmin.Step, plan bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, s := range steps {
 		mark := "unchanged"
-		if s.Changed {
+		switch {
+		case s.Changed && plan:
+			mark = "WILL CHANGE"
+		case s.Changed:
 			mark = "CHANGED"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Name, mark, s.Detail)
+		if plan && s.Changed {
+			fmt.Fprintf(tw, "  \t  %s\tbefore: %s\n", s.System, s.Before)
+			fmt.Fprintf(tw, "  \t\tafter:  %s\n", s.After)
+		}
 	}
 	tw.Flush()
 }
 
-func changes(steps []vaultops.Step) int {
-	n := 0
-	for _, s := range steps {
-		if s.Changed {
-			n++
-		}
+// printPlan renders a dry run: v in json or yaml, else the header, the
+// steps with before and after, and a verdict.
+func printPlan(w io.Writer, format, header string, v any, p *vaultadmin.Plan, nothing string) error {
+	switch format {
+	case "json", "yaml":
+		return printStructured(w, format, v)
 	}
-	return n
+	fmt.Fprintf(w, "%s: %s plan (dry run, nothing changed)\n", header, p.Operation)
+	printSteps(w, p.Steps, true)
+	if p.Changed {
+		fmt.Fprintf(w, "Plan: %d change(s). Run again without --dry-run to make them.\n", p.Changes())
+	} else {
+		fmt.Fprintln(w, nothing)
+	}
+	return nil
 }
 
 func printStructured(w io.Writer, format string, v any) error {
@@ -202,15 +233,10 @@ func printStructured(w io.Writer, format string, v any) error {
 }
 
 type enrollFlags struct {
-	o                                       vaultops.EnrollOptions
-	authKind                                string
-	kubeHost, kubeCAFile, reviewerJWTFile   string
-	reviewerNS, reviewerName                string
-	reviewerTTL                             time.Duration
-	secretNS, secretName, secretIDFile      string
-	server, caBundleFile, clusterIssuerName string
-	certName, certNS, certSecret            string
-	duration, renewBefore                   time.Duration
+	o                       vaultadmin.EnrollOptions
+	authKind                string
+	kubeCAFile, reviewerJWT string
+	caBundleFile            string
 }
 
 func newEnrollCommand(e *env, vf *vaultFlags) *cobra.Command {
@@ -249,85 +275,52 @@ Manifests go to standard output, progress to standard error.`,
 	}
 	fl := cmd.Flags()
 	o := &f.o
-	fl.StringVar(&o.Policy.Cluster, "cluster", "", "cluster name (a DNS label); names the policy, role and auth mount")
-	fl.StringVar(&o.Policy.TrustDomain, "trust-domain", "", "the cluster's SPIFFE trust domain, a bare host such as east.mesh")
-	fl.StringVar(&o.Policy.Mount, "mount", "pki", "path of the PKI secrets engine")
-	fl.StringVar(&o.Policy.IssuerRef, "issuer-ref", "meshtrust-root", "Vault issuer that signs the intermediates")
-	fl.StringVar(&o.Policy.CommonName, "common-name", "", `the only common name the cluster may request (default "<cluster> istio intermediate CA")`)
+	fl.StringVar(&o.Cluster, "cluster", "", "cluster name (a DNS label); names the policy, role and auth mount")
+	fl.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's SPIFFE trust domain, a bare host such as east.mesh")
+	fl.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine")
+	fl.StringVar(&o.IssuerRef, "issuer-ref", "meshtrust-root", "Vault issuer that signs the intermediates")
+	fl.StringVar(&o.CommonName, "common-name", "", `the only common name the cluster may request (default "<cluster> istio intermediate CA")`)
 	fl.StringVar(&o.PolicyName, "policy-name", "", "Vault policy name (default meshtrust-<cluster>)")
 	fl.StringVar(&f.authKind, "auth", "kubernetes", "auth method: kubernetes or approle")
 	fl.StringVar(&o.AuthMount, "auth-mount", "", "auth mount path without auth/ (default kubernetes-<cluster>, or approle)")
 	fl.StringVar(&o.Role, "role", "", "role name in the auth mount (default meshtrust-<cluster>)")
 	fl.DurationVar(&o.TokenTTL, "token-ttl", 20*time.Minute, "TTL of tokens the cluster gets at login")
 	fl.DurationVar(&o.TokenMaxTTL, "token-max-ttl", time.Hour, "max TTL of tokens the cluster gets at login")
-	fl.StringVar(&f.kubeHost, "kubernetes-host", "", "cluster API server URL as Vault reaches it (default: from --context)")
+	fl.StringVar(&o.Kubernetes.Host, "kubernetes-host", "", "cluster API server URL as Vault reaches it (default: from --context)")
 	fl.StringVar(&f.kubeCAFile, "kubernetes-ca-file", "", "PEM CA of the API server (default: from --context)")
-	fl.StringVar(&f.reviewerJWTFile, "reviewer-jwt-file", "", "token-reviewer JWT (default: minted in the cluster through --context)")
-	fl.StringVar(&f.reviewerNS, "reviewer-namespace", "kube-system", "namespace of the token-reviewer ServiceAccount")
-	fl.StringVar(&f.reviewerName, "reviewer-name", "meshtrust-vault-reviewer", "name of the token-reviewer ServiceAccount")
-	fl.DurationVar(&f.reviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for the reviewer token (the API server may cap it)")
+	fl.StringVar(&f.reviewerJWT, "reviewer-jwt-file", "", "token-reviewer JWT (default: minted in the cluster through --context)")
+	fl.StringVar(&o.Kubernetes.ReviewerNamespace, "reviewer-namespace", "kube-system", "namespace of the token-reviewer ServiceAccount")
+	fl.StringVar(&o.Kubernetes.ReviewerName, "reviewer-name", "meshtrust-vault-reviewer", "name of the token-reviewer ServiceAccount")
+	fl.DurationVar(&o.Kubernetes.ReviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for the reviewer token (the API server may cap it)")
 	fl.BoolVar(&o.Kubernetes.RefreshReviewer, "refresh-reviewer-token", false, "mint a new reviewer token even if the mount is configured")
 	fl.StringVar(&o.Kubernetes.ServiceAccount, "service-account", "meshtrust-controller", "the controller's ServiceAccount")
 	fl.StringVar(&o.Kubernetes.Namespace, "service-account-namespace", "meshtrust-system", "the controller's namespace (the cluster resource namespace)")
 	fl.StringVar(&o.Kubernetes.Audience, "audience", "", `audience of the controller's token (default "vault://<cluster-issuer-name>", the issuer's default)`)
 	fl.DurationVar(&o.AppRole.SecretIDTTL, "secret-id-ttl", 0, "AppRole secret ID lifetime (0: no expiry)")
-	fl.StringVar(&f.secretNS, "secret-namespace", "meshtrust-system", "namespace of the AppRole secret-ID Secret (the cluster resource namespace)")
-	fl.StringVar(&f.secretName, "secret-name", "meshtrust-vault-approle", "name of the AppRole secret-ID Secret")
-	fl.StringVar(&f.secretIDFile, "secret-id-file", "", "write an AppRole secret ID to this file (mode 0600) instead of a Secret; kept while Vault accepts it")
-	fl.StringVar(&f.server, "server", "", "Vault address as the cluster reaches it (default: the Vault address)")
+	fl.StringVar(&o.AppRole.SecretNamespace, "secret-namespace", "meshtrust-system", "namespace of the AppRole secret-ID Secret (the cluster resource namespace)")
+	fl.StringVar(&o.AppRole.SecretName, "secret-name", "meshtrust-vault-approle", "name of the AppRole secret-ID Secret")
+	fl.StringVar(&o.AppRole.SecretIDFile, "secret-id-file", "", "write an AppRole secret ID to this file (mode 0600) instead of a Secret; kept while Vault accepts it")
+	fl.StringVar(&o.Manifests.Server, "server", "", "Vault address as the cluster reaches it (default: the Vault address)")
 	fl.StringVar(&f.caBundleFile, "ca-bundle-file", "", "PEM CA the cluster uses to verify Vault's TLS (default: VAULT_CACERT)")
-	fl.StringVar(&f.clusterIssuerName, "cluster-issuer-name", "meshtrust-vault", "name of the VaultClusterIssuer")
-	fl.StringVar(&f.certName, "certificate-name", "istio-ca", "name of the intermediate's Certificate")
-	fl.StringVar(&f.certNS, "certificate-namespace", "istio-system", "namespace of the intermediate's Certificate")
-	fl.StringVar(&f.certSecret, "certificate-secret", "meshtrust-istio-ca", "Secret cert-manager writes the intermediate to")
-	fl.DurationVar(&f.duration, "duration", 720*time.Hour, "intermediate lifetime (at most the mount's max lease TTL)")
-	fl.DurationVar(&f.renewBefore, "renew-before", 240*time.Hour, "renew the intermediate this long before it expires")
+	fl.StringVar(&o.Manifests.ClusterIssuerName, "cluster-issuer-name", "meshtrust-vault", "name of the VaultClusterIssuer")
+	fl.StringVar(&o.Manifests.CertificateName, "certificate-name", "istio-ca", "name of the intermediate's Certificate")
+	fl.StringVar(&o.Manifests.CertificateNamespace, "certificate-namespace", "istio-system", "namespace of the intermediate's Certificate")
+	fl.StringVar(&o.Manifests.SecretName, "certificate-secret", "meshtrust-istio-ca", "Secret cert-manager writes the intermediate to")
+	fl.DurationVar(&o.Manifests.Duration, "duration", 720*time.Hour, "intermediate lifetime (at most the mount's max lease TTL)")
+	fl.DurationVar(&o.Manifests.RenewBefore, "renew-before", 240*time.Hour, "renew the intermediate this long before it expires")
 	return cmd
-}
-
-func (f *enrollFlags) defaults() {
-	o := &f.o
-	o.Auth = vaultops.AuthKind(f.authKind)
-	c := o.Policy.Cluster
-	if o.Policy.CommonName == "" {
-		o.Policy.CommonName = c + " istio intermediate CA"
-	}
-	if o.PolicyName == "" {
-		o.PolicyName = "meshtrust-" + c
-	}
-	if o.Role == "" {
-		o.Role = "meshtrust-" + c
-	}
-	if o.AuthMount == "" {
-		o.AuthMount = "approle"
-		if o.Auth == vaultops.AuthKubernetes {
-			o.AuthMount = "kubernetes-" + c
-		}
-	}
-	if o.Kubernetes.Audience == "" {
-		o.Kubernetes.Audience = "vault://" + f.clusterIssuerName
-	}
 }
 
 func runEnroll(ctx context.Context, e *env, vf *vaultFlags, f *enrollFlags) error {
 	if err := e.checkOutput("table", "yaml", "json"); err != nil {
 		return err
 	}
-	f.defaults()
 	o := &f.o
-	if err := vaultops.ValidateClusterName(o.Policy.Cluster); err != nil {
-		return err
-	}
-	if err := vaultops.ValidateTrustDomain(o.Policy.TrustDomain); err != nil {
-		return err
-	}
-	if f.renewBefore >= f.duration {
-		return fmt.Errorf("invalid --renew-before %s: must be shorter than --duration %s", f.renewBefore, f.duration)
-	}
+	o.Auth, o.Now = vaultadmin.AuthKind(f.authKind), e.now()
+	o.Manifests.VaultNamespace = e.getenv("VAULT_NAMESPACE")
 	if len(e.contexts) > 1 {
 		return fmt.Errorf("enroll takes one --context, got %d", len(e.contexts))
 	}
-	var clients *kube.Clients
 	if len(e.contexts) == 1 {
 		kc := e.kubeconfigSource()
 		if _, err := kc.Resolve(e.contexts); err != nil {
@@ -337,13 +330,12 @@ func runEnroll(ctx context.Context, e *env, vf *vaultFlags, f *enrollFlags) erro
 		if err != nil {
 			return err
 		}
-		if clients, err = kube.NewClients(cfg); err != nil {
-			return err
-		}
+		o.Kube = cfg
 	}
-	if err := f.kubernetesInputs(clients); err != nil {
+	if err := f.readFiles(e); err != nil {
 		return err
 	}
+	o.Default()
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -351,62 +343,31 @@ func runEnroll(ctx context.Context, e *env, vf *vaultFlags, f *enrollFlags) erro
 	if err != nil {
 		return err
 	}
-	if err := checkDuration(ctx, c, o.Policy.Mount, f.duration); err != nil {
-		return err
-	}
-	res, err := vaultops.Enroll(ctx, c, *o)
+	plan, err := vaultadmin.PlanEnroll(ctx, c, *o)
 	if err != nil {
 		return err
 	}
-	res.VaultVersion = version
-	mo := manifests.Options{
-		ClusterIssuerName: f.clusterIssuerName, Server: f.server, VaultNamespace: e.getenv("VAULT_NAMESPACE"),
-		Mount: o.Policy.Mount, IssuerRef: o.Policy.IssuerRef, TrustDomain: o.Policy.TrustDomain,
-		CertificateName: f.certName, CertificateNamespace: f.certNS, SecretName: f.certSecret,
-		CommonName: o.Policy.CommonName, Duration: f.duration, RenewBefore: f.renewBefore,
+	header := fmt.Sprintf("Vault %s (%s): cluster %s, trust domain %s", c.Addr, version, o.Cluster, o.TrustDomain)
+	if vf.dryRun {
+		return printPlan(e.streams.Out, e.output, header, plan, &plan.Plan, fmt.Sprintf("Nothing to change: cluster %s is already enrolled.", o.Cluster))
 	}
-	if mo.Server == "" {
-		mo.Server = c.Addr
-	}
-	caFile := f.caBundleFile
-	if caFile == "" {
-		caFile = e.getenv("VAULT_CACERT")
-	}
-	if caFile != "" {
-		if mo.CABundle, err = os.ReadFile(caFile); err != nil {
-			return fmt.Errorf("reading the Vault CA bundle: %w", err)
-		}
-	}
-	switch o.Auth {
-	case vaultops.AuthKubernetes:
-		mo.Kubernetes = &v1alpha1.KubernetesAuth{MountPath: o.AuthMount, Role: o.Role,
-			ServiceAccountRef: v1alpha1.ServiceAccountRef{Name: o.Kubernetes.ServiceAccount}}
-		if o.Kubernetes.Audience != "vault://"+f.clusterIssuerName {
-			mo.Kubernetes.ServiceAccountRef.Audiences = []string{o.Kubernetes.Audience}
-		}
-	case vaultops.AuthAppRole:
-		mo.AppRole = &v1alpha1.AppRoleAuth{MountPath: o.AuthMount, RoleID: res.RoleID,
-			SecretRef: v1alpha1.SecretKeySelector{Name: f.secretName, Key: "secret-id"}}
-		step, err := f.storeSecretID(ctx, c, clients, e.now())
-		if err != nil {
-			return err
-		}
-		res.Steps = append(res.Steps, step)
-		res.Changed = res.Changed || step.Changed
+	res, err := plan.Apply(ctx)
+	if err != nil {
+		return err
 	}
 	errOut := e.streams.ErrOut
-	fmt.Fprintf(errOut, "Vault %s (%s): cluster %s, trust domain %s\n", c.Addr, version, o.Policy.Cluster, o.Policy.TrustDomain)
-	printSteps(errOut, res.Steps)
+	fmt.Fprintln(errOut, header)
+	printSteps(errOut, res.Steps, false)
 	if res.Changed {
-		fmt.Fprintf(errOut, "Enrolled: %d change(s) made. Apply the manifests below in cluster %s.\n", changes(res.Steps), o.Policy.Cluster)
+		fmt.Fprintf(errOut, "Enrolled: %d change(s) made. Apply the manifests below in cluster %s.\n", res.Changes(), o.Cluster)
 	} else {
-		fmt.Fprintf(errOut, "Nothing changed: cluster %s was already enrolled.\n", o.Policy.Cluster)
+		fmt.Fprintf(errOut, "Nothing changed: cluster %s was already enrolled.\n", o.Cluster)
 	}
 	var out []byte
 	if e.output == "json" {
-		out, err = manifests.JSON(mo)
+		out, err = vaultadmin.ManifestsJSON(res.Manifests)
 	} else {
-		out, err = manifests.YAML(mo)
+		out, err = vaultadmin.ManifestsYAML(res.Manifests)
 	}
 	if err != nil {
 		return err
@@ -415,98 +376,42 @@ func runEnroll(ctx context.Context, e *env, vf *vaultFlags, f *enrollFlags) erro
 	return err
 }
 
-// kubernetesInputs fills the API server URL, CA and reviewer token from the
-// flags or the kube context.
-func (f *enrollFlags) kubernetesInputs(clients *kube.Clients) error {
-	k := &f.o.Kubernetes
-	if f.o.Auth != vaultops.AuthKubernetes {
-		return nil
-	}
-	k.Host = f.kubeHost
-	if k.Host == "" && clients != nil {
-		k.Host = clients.Config.Host
-	}
-	switch {
-	case f.kubeCAFile != "":
+// readFiles reads the files the flags name: the API server CA, the
+// reviewer token and Vault's CA bundle.
+func (f *enrollFlags) readFiles(e *env) error {
+	o := &f.o
+	if f.kubeCAFile != "" {
 		b, err := os.ReadFile(f.kubeCAFile)
 		if err != nil {
 			return fmt.Errorf("reading --kubernetes-ca-file: %w", err)
 		}
-		k.CACert = b
-	case clients != nil && len(clients.Config.CAData) > 0:
-		k.CACert = clients.Config.CAData
-	case clients != nil && clients.Config.CAFile != "":
-		b, err := os.ReadFile(clients.Config.CAFile)
-		if err != nil {
-			return fmt.Errorf("reading the context's CA file: %w", err)
-		}
-		k.CACert = b
+		o.Kubernetes.CACert = b
 	}
-	switch {
-	case f.reviewerJWTFile != "":
-		k.ReviewerJWT = func(context.Context) (string, time.Time, error) {
-			b, err := os.ReadFile(f.reviewerJWTFile)
+	if path := f.reviewerJWT; path != "" {
+		o.Kubernetes.ReviewerJWT = func(context.Context) (string, time.Time, error) {
+			b, err := os.ReadFile(path)
 			if err != nil {
 				return "", time.Time{}, fmt.Errorf("reading --reviewer-jwt-file: %w", err)
 			}
 			return strings.TrimSpace(string(b)), time.Time{}, nil
 		}
-	case clients != nil:
-		k.ReviewerJWT = func(ctx context.Context) (string, time.Time, error) {
-			return kube.ReviewerToken(ctx, clients.Clientset, f.reviewerNS, f.reviewerName, f.reviewerTTL)
-		}
 	}
-	return nil
-}
-
-// storeSecretID mints an AppRole secret ID only when none is stored yet (in
-// a file: none that Vault still accepts), so that a second enroll changes
-// nothing and leaves no extra valid secret ID behind, and puts it where the
-// issuer reads it. The value goes nowhere else.
-func (f *enrollFlags) storeSecretID(ctx context.Context, c *vaultops.Client, clients *kube.Clients, now time.Time) (vaultops.Step, error) {
-	o := &f.o
-	name := "AppRole secret ID"
-	switch {
-	case f.secretIDFile != "":
-		step, err := storeSecretIDFile(ctx, c, o.AuthMount, o.Role, f.secretIDFile, now)
-		if err == nil {
-			step.Detail += fmt.Sprintf("; create Secret %s/%s (key secret-id) from it", f.secretNS, f.secretName)
-		}
-		return step, err
-	case clients != nil:
-		has, err := kube.SecretHasKey(ctx, clients.Clientset, f.secretNS, f.secretName, "secret-id")
+	caFile := f.caBundleFile
+	if caFile == "" {
+		caFile = e.getenv("VAULT_CACERT")
+	}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
 		if err != nil {
-			return vaultops.Step{}, err
+			return fmt.Errorf("reading the Vault CA bundle: %w", err)
 		}
-		if has {
-			return vaultops.Step{Name: name, Detail: fmt.Sprintf("Secret %s/%s already holds one", f.secretNS, f.secretName)}, nil
-		}
-		id, err := vaultops.GenerateSecretID(ctx, c, o.AuthMount, o.Role)
-		if err != nil {
-			return vaultops.Step{}, err
-		}
-		if err := kube.WriteSecretKey(ctx, clients.Clientset, f.secretNS, f.secretName, "secret-id", []byte(id)); err != nil {
-			return vaultops.Step{}, err
-		}
-		return vaultops.Step{Name: name, Changed: true, Detail: fmt.Sprintf("new secret ID stored in Secret %s/%s", f.secretNS, f.secretName)}, nil
-	}
-	return vaultops.Step{Name: name, Detail: fmt.Sprintf("not generated: pass --context or --secret-id-file, or store one in Secret %s/%s (key secret-id) yourself", f.secretNS, f.secretName)}, nil
-}
-
-// checkDuration refuses a Certificate duration the mount would silently cut.
-func checkDuration(ctx context.Context, c *vaultops.Client, mount string, d time.Duration) error {
-	max, err := vaultops.MountMaxTTL(ctx, c, mount)
-	if err != nil {
-		return err
-	}
-	if max > 0 && d > max {
-		return fmt.Errorf("invalid --duration %s: mount %s/ caps intermediates at %s, so cert-manager would get a shorter certificate than it asked for", vaultops.Dur(d), mount, vaultops.Dur(max))
+		o.Manifests.CABundle = b
 	}
 	return nil
 }
 
 func newUnenrollCommand(e *env, vf *vaultFlags) *cobra.Command {
-	o := vaultops.UnenrollOptions{}
+	o := vaultadmin.UnenrollOptions{}
 	var cluster, authKind string
 	var keepMount bool
 	cmd := &cobra.Command{
@@ -527,28 +432,28 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 			if err := e.checkOutput("table", "json", "yaml"); err != nil {
 				return err
 			}
-			if err := vaultops.ValidateClusterName(cluster); err != nil {
+			if err := vaultcontract.ValidateClusterName(cluster); err != nil {
 				return err
 			}
 			if o.PolicyName == "" {
-				o.PolicyName = "meshtrust-" + cluster
+				o.PolicyName = vaultcontract.PolicyName(cluster)
 			}
 			if o.Role == "" {
-				o.Role = "meshtrust-" + cluster
+				o.Role = vaultcontract.RoleName(cluster)
 			}
 			if o.CommonName == "" {
-				o.CommonName = cluster + " istio intermediate CA"
+				o.CommonName = vaultcontract.IntermediateCommonName(cluster)
 			}
-			o.Cluster, o.Auth = cluster, vaultops.AuthKind(authKind)
+			o.Cluster, o.Auth = cluster, vaultadmin.AuthKind(authKind)
 			switch o.Auth {
-			case vaultops.AuthKubernetes:
+			case vaultadmin.AuthKubernetes:
 				if o.AuthMount == "" {
-					o.AuthMount = "kubernetes-" + cluster
+					o.AuthMount = vaultcontract.KubernetesAuthMount(cluster)
 				}
 				o.DisableAuthMount = !keepMount
-			case vaultops.AuthAppRole:
+			case vaultadmin.AuthAppRole:
 				if o.AuthMount == "" {
-					o.AuthMount = "approle"
+					o.AuthMount = vaultcontract.AppRoleAuthMount
 				}
 			default:
 				return fmt.Errorf("invalid --auth %q: want kubernetes or approle", authKind)
@@ -558,21 +463,29 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 			if err != nil {
 				return err
 			}
-			res, err := vaultops.Unenroll(cmd.Context(), c, o)
+			plan, err := vaultadmin.PlanUnenroll(cmd.Context(), c, o)
+			if err != nil {
+				return err
+			}
+			w := e.streams.Out
+			header := fmt.Sprintf("Vault %s: cluster %s", c.Addr, cluster)
+			if vf.dryRun {
+				return printPlan(w, e.output, header, plan, &plan.Plan, fmt.Sprintf("Nothing to change: cluster %s is not enrolled.", cluster))
+			}
+			res, err := plan.Apply(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if e.output != "table" {
-				return printStructured(e.streams.Out, e.output, res)
+				return printStructured(w, e.output, res)
 			}
-			w := e.streams.Out
-			fmt.Fprintf(w, "Vault %s: cluster %s\n", c.Addr, cluster)
-			printSteps(w, res.Steps)
+			fmt.Fprintln(w, header)
+			printSteps(w, res.Steps, false)
 			for _, s := range res.Revoked {
 				fmt.Fprintf(w, "  revoked serial %s\n", s)
 			}
 			if res.Changed {
-				fmt.Fprintf(w, "Unenrolled: %d change(s) made.\n", changes(res.Steps))
+				fmt.Fprintf(w, "Unenrolled: %d change(s) made.\n", res.Changes())
 			} else {
 				fmt.Fprintf(w, "Nothing changed: cluster %s was not enrolled.\n", cluster)
 			}
@@ -587,14 +500,14 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 	f.StringVar(&o.PolicyName, "policy-name", "", "policy name (default meshtrust-<cluster>)")
 	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount")
 	f.BoolVar(&o.Revoke, "revoke", false, "also revoke the cluster's unexpired intermediates")
-	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine, for --revoke")
+	f.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine, for --revoke")
 	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke")
 	f.StringVar(&o.CommonName, "common-name", "", `the cluster's intermediate CN, for --revoke (default "<cluster> istio intermediate CA")`)
 	return cmd
 }
 
 func newRetireRootCommand(e *env, vf *vaultFlags) *cobra.Command {
-	o := vaultops.RetireOptions{}
+	o := vaultadmin.RetireOptions{}
 	cmd := &cobra.Command{
 		Use:   "retire-root --issuer-name NAME",
 		Short: "Delete an old root issuer from Vault once no cluster signs under it",
@@ -631,18 +544,26 @@ and changes nothing.`,
 			if err != nil {
 				return err
 			}
-			res, err := vaultops.Retire(cmd.Context(), c, o)
+			plan, err := vaultadmin.PlanRetire(cmd.Context(), c, o)
+			if err != nil {
+				return err
+			}
+			w := e.streams.Out
+			header := fmt.Sprintf("Vault %s (%s), mount %s/", c.Addr, version, o.Mount)
+			if vf.dryRun {
+				return printPlan(w, e.output, header, plan, &plan.Plan, fmt.Sprintf("Nothing to change: issuer %s is already retired.", o.IssuerName))
+			}
+			res, err := plan.Apply(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if e.output != "table" {
-				return printStructured(e.streams.Out, e.output, res)
+				return printStructured(w, e.output, res)
 			}
-			w := e.streams.Out
-			fmt.Fprintf(w, "Vault %s (%s), mount %s/\n", c.Addr, version, o.Mount)
-			printSteps(w, res.Steps)
+			fmt.Fprintln(w, header)
+			printSteps(w, res.Steps, false)
 			if res.Changed {
-				fmt.Fprintf(w, "Retired: %d change(s) made.\n", changes(res.Steps))
+				fmt.Fprintf(w, "Retired: %d change(s) made.\n", res.Changes())
 			} else {
 				fmt.Fprintf(w, "Nothing changed: issuer %s was already retired.\n", o.IssuerName)
 			}

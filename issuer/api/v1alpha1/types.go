@@ -67,9 +67,12 @@ type IntermediateSpec struct {
 	// TrustDomain is the bare SPIFFE trust domain (for example east.mesh)
 	// that every intermediate is name-constrained to, through Vault's
 	// permitted_uri_domains. It is required before CA requests are accepted.
+	// Its syntax is internal/vaultcontract's ValidateTrustDomain, which
+	// meshtrust vault enroll applies too: dot-separated DNS labels of
+	// lowercase letters, digits and inner hyphens.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=255
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`
 	// +optional
 	TrustDomain string `json:"trustDomain,omitempty"`
 
