@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	vaultapi "github.com/hashicorp/vault/api"
+	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
 )
 
@@ -45,10 +46,20 @@ type Client struct {
 	metrics  *Metrics
 	clock    clock.PassiveClock
 	rootsTTL time.Duration
+	// refreshTimeout bounds one login or renewal, which runs on behalf of
+	// every caller waiting for it, whatever their own contexts.
+	refreshTimeout time.Duration
 
-	// mu serialises logins and renewals so that concurrent callers share one.
+	// flight collapses concurrent logins and renewals into one. No remote
+	// call (Vault's, or the Kubernetes API server's behind Credentials) runs
+	// under mu: a slow one must not stall callers whose token still works.
+	flight singleflight.Group
+
+	// mu guards tok and refreshing, and nothing else.
 	mu  sync.Mutex
 	tok tokenState
+	// refreshing is true while a login or renewal is in flight.
+	refreshing bool
 
 	rootsMu sync.Mutex
 	roots   map[string]cachedRoots
@@ -126,7 +137,7 @@ func NewClient(cfg Config, m *Metrics, clk clock.PassiveClock) (*Client, error) 
 	if rootsTTL == 0 {
 		rootsTTL = time.Minute
 	}
-	return &Client{api: api, auth: cfg.Auth, metrics: m, clock: clk, rootsTTL: rootsTTL, roots: map[string]cachedRoots{}}, nil
+	return &Client{api: api, auth: cfg.Auth, metrics: m, clock: clk, rootsTTL: rootsTTL, refreshTimeout: 2 * timeout, roots: map[string]cachedRoots{}}, nil
 }
 
 // instrumented records every HTTP exchange with Vault in the metrics. The
@@ -156,72 +167,124 @@ func withOp(ctx context.Context, op string) context.Context {
 	return context.WithValue(ctx, opKey{}, op)
 }
 
-// ensureToken returns a usable token's generation, logging in or renewing
-// first when needed. It holds mu so that concurrent callers share one login.
-func (c *Client) ensureToken(ctx context.Context) (uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.clock.Now()
-	t := c.tok
-	if t.value != "" && t.ttl > 0 {
-		age := now.Sub(t.obtained)
-		switch {
-		case age >= t.ttl-5*time.Second:
-			t.value = "" // expired or about to
-		case t.renewable && age >= t.ttl/2:
-			if err := c.renewLocked(ctx, now); err == nil {
-				return c.tok.gen, nil
-			}
-			// A failed renewal is no reason to fail the call: log in afresh.
-			t.value = ""
-		}
+// tokenNeed says what a token needs at now.
+type tokenNeed int
+
+const (
+	tokenFine  tokenNeed = iota
+	tokenRenew           // usable, but past half its TTL
+	tokenLogin           // absent, expired or about to expire
+)
+
+func (t tokenState) need(now time.Time) tokenNeed {
+	if t.value == "" {
+		return tokenLogin
 	}
-	if t.value != "" {
-		return t.gen, nil
+	if t.ttl == 0 {
+		return tokenFine
 	}
-	if err := c.loginLocked(ctx, now); err != nil {
-		return 0, err
+	age := now.Sub(t.obtained)
+	switch {
+	case age >= t.ttl-5*time.Second:
+		return tokenLogin
+	case t.renewable && age >= t.ttl/2:
+		return tokenRenew
 	}
-	return c.tok.gen, nil
+	return tokenFine
 }
 
-func (c *Client) loginLocked(ctx context.Context, now time.Time) error {
+// ensureToken returns a usable token's generation, logging in or renewing
+// first when needed. Concurrent callers share one login or renewal; while
+// one is in flight, a caller whose token still works goes on with it
+// instead of waiting.
+func (c *Client) ensureToken(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	need, gen, refreshing := c.tok.need(c.clock.Now()), c.tok.gen, c.refreshing
+	c.mu.Unlock()
+	if need == tokenFine || need == tokenRenew && refreshing {
+		return gen, nil
+	}
+	ch := c.flight.DoChan("token", func() (any, error) {
+		// The flight serves every waiter, so no single caller's
+		// cancellation may cut it short; its own timeout bounds it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.refreshTimeout)
+		defer cancel()
+		return c.refresh(fctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return 0, r.Err
+		}
+		return r.Val.(uint64), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("waiting for the Vault login: %w", ctx.Err())
+	}
+}
+
+// refresh renews the token or logs in, whichever it needs now, and returns
+// the generation of the token it leaves. It runs once per flight.
+func (c *Client) refresh(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	c.refreshing = true
+	t := c.tok
+	now := c.clock.Now()
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.refreshing = false
+		c.mu.Unlock()
+	}()
+	switch t.need(now) {
+	case tokenFine:
+		// A flight that just ended did the work.
+		return t.gen, nil
+	case tokenRenew:
+		if gen, err := c.renew(ctx, t, now); err == nil {
+			return gen, nil
+		}
+		// A failed renewal is no reason to fail the call: log in afresh.
+	}
+	return c.login(ctx, now)
+}
+
+func (c *Client) login(ctx context.Context, now time.Time) (uint64, error) {
 	if c.auth.Method == MethodToken {
 		token, err := c.auth.Token(ctx)
 		if err != nil {
-			return fmt.Errorf("reading Vault token: %w", err)
+			return 0, fmt.Errorf("reading Vault token: %w", err)
 		}
 		if token == "" {
-			return errors.New("the Vault token is empty")
+			return 0, errors.New("the Vault token is empty")
 		}
-		c.setTokenLocked(token, now, 0, false)
-		return nil
+		return c.setToken(token, now, 0, false), nil
 	}
 	body, err := c.auth.Credentials(ctx)
 	if err != nil {
-		return fmt.Errorf("gathering %s login credentials: %w", c.auth.Method, err)
+		return 0, fmt.Errorf("gathering %s login credentials: %w", c.auth.Method, err)
 	}
 	path := c.auth.loginPath()
 	c.metrics.Logins.WithLabelValues(c.auth.Method).Inc()
 	// Login must not carry a stale token: some auth methods reject that.
 	api, err := c.api.CloneWithHeaders()
 	if err != nil {
-		return fmt.Errorf("preparing Vault login: %w", err)
+		return 0, fmt.Errorf("preparing Vault login: %w", err)
 	}
 	api.ClearToken()
 	secret, err := api.Logical().WriteWithContext(withOp(ctx, "login"), path, body)
 	if err != nil {
-		return wrapError("login", path, err)
+		return 0, wrapError("login", path, err)
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
-		return &Error{Op: "login", Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no client token"}}
+		return 0, &Error{Op: "login", Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no client token"}}
 	}
 	ttl := time.Duration(secret.Auth.LeaseDuration) * time.Second
-	c.setTokenLocked(secret.Auth.ClientToken, now, ttl, secret.Auth.Renewable && ttl > 0)
-	return nil
+	return c.setToken(secret.Auth.ClientToken, now, ttl, secret.Auth.Renewable && ttl > 0), nil
 }
 
-func (c *Client) setTokenLocked(token string, now time.Time, ttl time.Duration, renewable bool) {
+func (c *Client) setToken(token string, now time.Time, ttl time.Duration, renewable bool) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.tok = tokenState{
 		value:     token,
 		gen:       c.tok.gen + 1,
@@ -231,26 +294,34 @@ func (c *Client) setTokenLocked(token string, now time.Time, ttl time.Duration, 
 		renewable: renewable,
 	}
 	c.api.SetToken(token)
+	return c.tok.gen
 }
 
-func (c *Client) renewLocked(ctx context.Context, now time.Time) error {
+// renew renews token t, which the client carries.
+func (c *Client) renew(ctx context.Context, t tokenState, now time.Time) (uint64, error) {
 	path := "auth/token/renew-self"
 	secret, err := c.api.Logical().WriteWithContext(withOp(ctx, "renew"), path, map[string]any{
-		"increment": int64(c.tok.loginTTL / time.Second),
+		"increment": int64(t.loginTTL / time.Second),
 	})
 	if err != nil {
-		return wrapError("renew", path, err)
+		return 0, wrapError("renew", path, err)
 	}
 	if secret == nil || secret.Auth == nil {
-		return &Error{Op: "renew", Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no auth"}}
+		return 0, &Error{Op: "renew", Path: path, StatusCode: http.StatusOK, Messages: []string{"the response carries no auth"}}
 	}
 	ttl := time.Duration(secret.Auth.LeaseDuration) * time.Second
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tok.gen != t.gen {
+		// A 403 invalidated it meanwhile; the renewal changes nothing.
+		return 0, errors.New("the renewed token was invalidated meanwhile")
+	}
 	c.tok.obtained = now
 	c.tok.ttl = ttl
 	// Once the token's max TTL caps renewals, renewing on every call would
 	// only add load; let it run out and log in again.
 	c.tok.renewable = secret.Auth.Renewable && ttl > c.tok.loginTTL/2
-	return nil
+	return c.tok.gen, nil
 }
 
 func (c *Client) invalidate(gen uint64) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,6 +29,8 @@ type fakeVault struct {
 	// login answers a login; sign answers a sign given the token used.
 	login func(n int32) (int, any)
 	sign  func(token string) (int, any)
+	// renew answers auth/token/renew-self; nil is a 404.
+	renew func() (int, any)
 	// sealed makes sys/health report a sealed Vault.
 	sealed bool
 }
@@ -42,6 +45,8 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/login"):
 		n := f.logins.Add(1)
 		write(f.login(n))
+	case r.URL.Path == "/v1/auth/token/renew-self" && f.renew != nil:
+		write(f.renew())
 	case r.URL.Path == "/v1/sys/health":
 		write(299, map[string]any{"initialized": true, "sealed": f.sealed})
 	case strings.Contains(r.URL.Path, "/sign"):
@@ -221,5 +226,186 @@ func TestFailedReloginAfter403IsALoginError(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "permission denied") || !strings.Contains(err.Error(), "invalid role or secret ID") {
 		t.Errorf("Sign error %q should carry both the 403 and the login failure", err)
+	}
+}
+
+// slowAPIServer stands in for the Kubernetes API server behind a
+// Kubernetes-auth login: each TokenRequest waits until the test releases
+// it, a slowness a real API server cannot be made to show on cue.
+type slowAPIServer struct {
+	srv      *httptest.Server
+	requests atomic.Int32
+	hold     atomic.Bool
+	release  chan struct{}
+}
+
+func newSlowAPIServer(t *testing.T) *slowAPIServer {
+	a := &slowAPIServer{release: make(chan struct{})}
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.requests.Add(1)
+		if a.hold.Load() {
+			select {
+			case <-a.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": map[string]any{"token": "sa-jwt"}})
+	}))
+	t.Cleanup(a.srv.Close)
+	t.Cleanup(func() {
+		if a.hold.Swap(false) {
+			close(a.release)
+		}
+	})
+	return a
+}
+
+// jwt requests a service-account token the way the issuer's TokenRequest does.
+func (a *slowAPIServer) jwt(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.srv.URL+"/api/v1/namespaces/ns/serviceaccounts/sa/token", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tr struct{ Status struct{ Token string } }
+	return tr.Status.Token, json.NewDecoder(resp.Body).Decode(&tr)
+}
+
+func (a *slowAPIServer) unblock() {
+	if a.hold.Swap(false) {
+		close(a.release)
+	}
+}
+
+func newKubernetesClient(t *testing.T, fv *fakeVault, api *slowAPIServer, clk *clocktesting.FakeClock) (*Client, *Metrics) {
+	t.Helper()
+	srv := httptest.NewServer(fv)
+	t.Cleanup(srv.Close)
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(Config{Address: srv.URL, Auth: KubernetesAuth("kubernetes", "role", api.jwt)}, m, clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, m
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// N callers that all need a token share one login, however slow the API
+// server behind it is.
+func TestConcurrentCallersShareOneSlowLogin(t *testing.T) {
+	api := newSlowAPIServer(t)
+	api.hold.Store(true)
+	fv := &fakeVault{t: t, sign: func(string) (int, any) { return signOK() }}
+	fv.login = func(n int32) (int, any) { return loginOK(fmt.Sprintf("token-%d", n), 3600) }
+	c, m := newKubernetesClient(t, fv, api, clocktesting.NewFakeClock(time.Unix(1_900_000_000, 0)))
+	const n = 20
+	var started, done sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		started.Add(1)
+		done.Go(func() {
+			started.Done()
+			_, err := c.Sign(context.Background(), leafReq)
+			errs <- err
+		})
+	}
+	started.Wait()
+	waitFor(t, "the login's TokenRequest", func() bool { return api.requests.Load() == 1 })
+	api.unblock()
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fv.logins.Load(); got != 1 {
+		t.Errorf("Vault logins = %d, want 1 for %d concurrent callers", got, n)
+	}
+	if got := api.requests.Load(); got != 1 {
+		t.Errorf("TokenRequests = %d, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.Logins.WithLabelValues(MethodKubernetes)); got != 1 {
+		t.Errorf("logins metric = %v, want 1", got)
+	}
+}
+
+// While one caller's login waits on a slow API server (its renewal failed,
+// so it logs in afresh), callers whose token still works are not held up:
+// no API call runs under the client's lock.
+func TestSlowLoginDoesNotStallCallersWithAWorkingToken(t *testing.T) {
+	api := newSlowAPIServer(t)
+	var renewFails atomic.Bool
+	fv := &fakeVault{t: t, sign: func(string) (int, any) { return signOK() }}
+	fv.login = func(n int32) (int, any) { return loginOK(fmt.Sprintf("token-%d", n), 3600) }
+	fv.renew = func() (int, any) {
+		if renewFails.Load() {
+			return vaultErr(http.StatusInternalServerError, "renewal broken")
+		}
+		return loginOK("token-1", 3600)
+	}
+	clk := clocktesting.NewFakeClock(time.Unix(1_900_000_000, 0))
+	c, _ := newKubernetesClient(t, fv, api, clk)
+	if _, err := c.Sign(context.Background(), leafReq); err != nil {
+		t.Fatal(err)
+	}
+	// Past half the TTL: the next caller renews, fails, and logs in through
+	// the held API server.
+	clk.Step(31 * time.Minute)
+	renewFails.Store(true)
+	api.hold.Store(true)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := c.Sign(context.Background(), leafReq)
+		slow <- err
+	}()
+	waitFor(t, "the re-login's TokenRequest", func() bool { return api.requests.Load() == 2 })
+	fast := make(chan error, 1)
+	go func() {
+		for range 5 {
+			if _, err := c.Sign(context.Background(), leafReq); err != nil {
+				fast <- err
+				return
+			}
+		}
+		fast <- nil
+	}()
+	select {
+	case err := <-fast:
+		if err != nil {
+			t.Fatalf("a call during the slow login: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls with a working token stalled behind the slow login")
+	}
+	if gen := c.TokenGeneration(); gen != 1 {
+		t.Errorf("token generation %d during the login, want the working token 1", gen)
+	}
+	api.unblock()
+	if err := <-slow; err != nil {
+		t.Fatalf("the caller that logged in: %v", err)
+	}
+	if got := fv.logins.Load(); got != 2 || c.TokenGeneration() != 2 {
+		t.Errorf("logins = %d, generation %d; want 2 and 2", got, c.TokenGeneration())
 	}
 }
