@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // Annotations on a Certificate.
@@ -51,7 +51,7 @@ const (
 
 // Annotations on a cacerts Secret, written by the syncer.
 const (
-	AnnotationSource          = policy.SourceAnnotation
+	AnnotationSource          = decision.SourceAnnotation
 	AnnotationSourceRevision  = "meshtrust.io/source-revision"
 	AnnotationSerial          = "meshtrust.io/serial"
 	AnnotationNotAfter        = "meshtrust.io/not-after"
@@ -80,7 +80,7 @@ type Settings struct {
 	Layout        pki.Layout
 	Adopt         bool
 	RootGrace     time.Duration
-	Schedule      *policy.Schedule
+	Schedule      *decision.Schedule
 	RestartTarget string // Deployment name, "" for none
 
 	LastSlot         time.Time
@@ -129,7 +129,7 @@ func ParseSettings(crt *cmapi.Certificate, defaultName string) (Settings, error)
 				return s, fmt.Errorf("annotation %s=%q: want a non-negative Go duration such as 30m", AnnotationRotationJitter, j)
 			}
 		}
-		if s.Schedule, err = policy.ParseSchedule(v, jitter, string(crt.UID)); err != nil {
+		if s.Schedule, err = decision.ParseSchedule(v, jitter, string(crt.UID)); err != nil {
 			return s, fmt.Errorf("annotation %s: %w", AnnotationRotationSchedule, err)
 		}
 	}

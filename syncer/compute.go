@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -21,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // Input is what the reconciler gathered for one Certificate.
@@ -40,7 +39,7 @@ type Input struct {
 	Deployment *appsv1.Deployment
 	// PreviousOwnerReleased reports that the Certificate named by Existing's
 	// source annotation is gone, no longer opts in, or targets another
-	// Secret (see policy.Input).
+	// Secret (see decision.Input).
 	PreviousOwnerReleased bool
 }
 
@@ -50,11 +49,6 @@ type Event struct {
 }
 
 func (e Event) String() string { return e.Type + " " + e.Reason + " " + e.Message }
-
-// Renewal asks cert-manager to re-issue, by setting Issuing=True.
-type Renewal struct {
-	Reason, Message string
-}
 
 // ConditionCACertsSynced is the Certificate condition the syncer owns: True
 // when cacerts holds the Certificate's current bundle, False with the refusal
@@ -89,8 +83,9 @@ type Plan struct {
 	Secret *corev1.Secret
 	// Create is true when Secret must be created rather than updated.
 	Create bool
-	// Renew, when set, triggers a renewal of the Certificate.
-	Renew *Renewal
+	// Renew, when set, triggers a renewal of the Certificate (Issuing=True,
+	// as cmctl renew sets it).
+	Renew *decision.Renewal
 	// Record, when set, stores the scheduled-rotation slot on the Certificate.
 	Record *SlotRecord
 	// Guard, when set, stores the lifetime-guard trigger on the Certificate.
@@ -105,11 +100,9 @@ type Plan struct {
 	Condition *Condition
 	// Result is the sync result for metrics.
 	Result string
-	// FailedCheck names the failed check when Result is refused.
-	FailedCheck string
-	// Retry is set when the refusal may clear with time and should be
-	// retried with backoff.
-	Retry error
+	// Refusal is why Result is refused: the failed check, the reason and
+	// the message; nil otherwise.
+	Refusal *decision.Refusal
 	// Expiry and Roots describe the bundle now in cacerts (zero if unknown).
 	Expiry time.Time
 	Roots  int
@@ -129,11 +122,11 @@ func Compute(in Input) Plan {
 	settings, err := ParseSettings(crt, in.Options.SecretName)
 	p.Target = settings.Target
 	if err != nil {
-		p.refuse(policy.ReasonInvalidAnnotation, err.Error(), policy.ReasonInvalidAnnotation, nil)
+		p.refuse(&decision.Refusal{Reason: decision.ReasonInvalidAnnotation, Check: decision.ReasonInvalidAnnotation, Message: err.Error()})
 		return p
 	}
 
-	pin := policy.Input{
+	pin := decision.Input{
 		Now:                   in.Now,
 		Certificate:           crt,
 		Source:                in.Source,
@@ -170,38 +163,37 @@ func Compute(in Input) Plan {
 		p.Result = ResultPending
 		return p
 	}
-	if reason, msg, failed := policy.WriteChain().Evaluate(pin); failed {
-		var retry error
-		check := reason
-		if reason == policy.ReasonInvalidBundle || reason == policy.ReasonSourceTooLarge {
-			retry = errors.New(msg)
-			if c := checkOf(pin); c != "" {
-				check = c
-			}
-		}
-		p.refuse(reason, msg, check, retry)
+	if r := decision.WriteChain().Refusal(pin); r != nil {
+		p.refuse(r)
 		return p
 	}
 	p.write(in, settings, pin.Bundle)
 	return p
 }
 
-func checkOf(pin policy.Input) string {
-	if pin.BundleErr != nil {
-		return string(pki.CheckOf(pin.BundleErr))
-	}
-	if pin.Bundle != nil {
-		return string(pki.CheckOf(pki.Verify(pin.Bundle, pin.Now, pin.WorkloadTTL)))
-	}
-	return ""
+// refuse records a refusal: a Warning event, the condition and the result.
+func (p *Plan) refuse(r *decision.Refusal) {
+	p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: r.Reason, Message: r.Message})
+	p.Condition = &Condition{Status: cmmeta.ConditionFalse, Reason: r.Reason, Message: r.Message}
+	p.Result = ResultRefused
+	p.Refusal = r
 }
 
-func (p *Plan) refuse(reason, msg, check string, retry error) {
-	p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: reason, Message: msg})
-	p.Condition = &Condition{Status: cmmeta.ConditionFalse, Reason: reason, Message: msg}
-	p.Result = ResultRefused
-	p.FailedCheck = check
-	p.Retry = retry
+// FailedCheck names the failed check of a refused plan, "" otherwise.
+func (p Plan) FailedCheck() string {
+	if p.Refusal == nil {
+		return ""
+	}
+	return p.Refusal.Check
+}
+
+// Retry is the error to retry a refusal that may clear with time, nil
+// otherwise.
+func (p Plan) Retry() error {
+	if p.Refusal == nil || !p.Refusal.Retry {
+		return nil
+	}
+	return p.Refusal
 }
 
 func (p *Plan) requeue(at, now time.Time) {
@@ -214,33 +206,31 @@ func (p *Plan) requeue(at, now time.Time) {
 }
 
 // rotation decides renewals and the scheduled-rotation record.
-func (p *Plan) rotation(pin policy.Input) {
+func (p *Plan) rotation(pin decision.Input) {
 	crt := pin.Certificate
-	for _, check := range []policy.Func{policy.RenewBeforeTooShort, policy.RenewalFailingInsideGuard, policy.LifetimeShorterThanGuard, policy.RenewedInsideGuard} {
-		if reason, msg, warn := check(pin); warn {
-			p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: reason, Message: msg})
-		}
+	for _, w := range decision.Warnings(pin) {
+		p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: w.Reason, Message: w.Message})
 	}
-	slot, due := policy.DueSlot(pin)
+	slot, due := decision.DueSlot(pin)
 	if due {
-		p.Record = &SlotRecord{Slot: slot, Revision: policy.Revision(crt)}
+		p.Record = &SlotRecord{Slot: slot, Revision: decision.Revision(crt)}
 	}
-	if !policy.Issuing(crt) {
-		if reason, msg, must := policy.RotateChain().Evaluate(pin); must {
-			p.Renew = &Renewal{Reason: reason, Message: msg}
-			if reason == policy.ReasonLifetimeGuard {
-				p.Guard = &GuardRecord{Revision: policy.Revision(crt), At: pin.Now}
+	if !decision.Issuing(crt) {
+		if r := decision.RotateChain().Renewal(pin); r != nil {
+			p.Renew = r
+			if r.Reason == decision.ReasonLifetimeGuard {
+				p.Guard = &GuardRecord{Revision: decision.Revision(crt), At: pin.Now}
 			}
 		}
 	} else if due {
-		p.Events = append(p.Events, Event{Type: corev1.EventTypeNormal, Reason: policy.ReasonScheduled,
+		p.Events = append(p.Events, Event{Type: corev1.EventTypeNormal, Reason: decision.ReasonScheduled,
 			Message: fmt.Sprintf("slot %s recorded; a renewal is already in progress", slot.UTC().Format(time.RFC3339))})
 	}
 
 	if pin.Schedule != nil {
 		since := pin.LastSlot
 		if !pin.LastSlotRecorded {
-			since = policy.Baseline(crt)
+			since = decision.Baseline(crt)
 		}
 		if due {
 			since = slot
@@ -252,109 +242,139 @@ func (p *Plan) rotation(pin policy.Input) {
 	}
 }
 
-// write builds the cacerts Secret from a verified bundle.
+// write builds the cacerts Secret from a verified bundle: carry the roots
+// over a root transition, render and re-verify the layout, stamp it, plan
+// the restart, and decide between create, update and nothing.
 func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 	now := in.Now
-	existing := in.Existing
 	srcFPs := strings.Join(pki.Fingerprints(b.Roots), ",")
+	changedAt, r := p.carryRoots(in.Existing, s, b, srcFPs, now)
+	if r != nil {
+		p.refuse(r)
+		return
+	}
+	data, err := render(s.Layout, b, now, in.Options.WorkloadCertTTL)
+	if err != nil {
+		p.refuse(&decision.Refusal{Reason: decision.ReasonInvalidBundle, Check: string(pki.CheckOf(err)), Retry: true,
+			Message: fmt.Sprintf("rendered %s layout fails validation: %v", s.Layout, err)})
+		return
+	}
+	sum := checksum(data)
+	ann := stamp(in.Certificate, b, s.Layout, srcFPs, sum, changedAt)
+	p.Expiry, p.Roots = b.Cert.NotAfter, len(b.Roots)
+	p.Condition = &Condition{Status: cmmeta.ConditionTrue, Reason: "Synced", Message: fmt.Sprintf("%s holds serial %s (notAfter %s, %d roots, layout %s)",
+		p.Target, ann[AnnotationSerial], ann[AnnotationNotAfter], len(b.Roots), s.Layout)}
+	p.Checksum = sum
+	p.planRestart(in.Deployment, s.RestartTarget, sum)
+	if in.Existing != nil && upToDate(in.Existing, data, ann) {
+		p.Result = ResultUnchanged
+		return
+	}
+	p.Secret, p.Create = secretFor(in.Existing, p.Target, data, ann, now), in.Existing == nil
+	p.Result = ResultSynced
+}
 
-	// Root transition: keep the previous root file verbatim at the start for
-	// the grace period, so istiod accepts the new file and peers that still
-	// present old-root chains keep verifying.
-	var changedAt time.Time
+// carryRoots keeps a root transition safe: the previous root file stays
+// verbatim at the start for the grace period, so istiod accepts the new
+// file and peers that still present old-root chains keep verifying. It
+// merges into b and returns when the roots changed (zero when no grace runs).
+func (p *Plan) carryRoots(existing *corev1.Secret, s Settings, b *pki.Bundle, srcFPs string, now time.Time) (time.Time, *decision.Refusal) {
 	prevKey, prevPEM, prev, err := previousRoots(existing)
 	if err != nil {
-		p.refusePreviousRoots(fmt.Sprintf("%s of Secret %s does not parse: %v", prevKey, p.Target, err),
-			fmt.Sprintf("Make %s hold only PEM certificates, with no other text, or delete the Secret", prevKey), err)
-		return
+		return time.Time{}, p.previousRootsUnusable(fmt.Sprintf("%s of Secret %s does not parse: %v", prevKey, p.Target, err),
+			fmt.Sprintf("Make %s hold only PEM certificates, with no other text, or delete the Secret", prevKey))
 	}
-	if prev != nil {
-		// Even when no root was dropped, roots may have been added or
-		// reordered (the issuer lists the signing root first, so a cluster
-		// moving to a new root reorders them). istiod accepts a new root
-		// file only if it contains the old one byte for byte, so the old
-		// bytes stay first and only what is new is appended. Dropped roots
-		// are kept that way for the grace period.
-		dropped := policy.RootsChanged(prev, b.Roots)
-		keep, end := !dropped, time.Time{}
-		if dropped {
-			changedAt = now
-			if existing.Annotations[AnnotationSourceRootFPs] == srcFPs {
-				if t, err := time.Parse(time.RFC3339, existing.Annotations[AnnotationRootsChangedAt]); err == nil {
-					changedAt = t
-				}
-			}
-			end = changedAt.Add(s.RootGrace)
-			keep = now.Before(end)
-		}
-		if keep {
-			merged, all, err := pki.MergeRoots(prevPEM, b.Roots)
-			if err != nil {
-				// Writing without the old bytes would drop roots with no
-				// grace, and istiod would reject the file anyway.
-				p.refusePreviousRoots(fmt.Sprintf("merging the previous roots in %s of Secret %s with the new ones fails: %v", prevKey, p.Target, err),
-					fmt.Sprintf("Remove roots no longer trusted from %s, or delete the Secret", prevKey), err)
-				return
-			}
-			b.RootsPEM, b.Roots = merged, all
-			if dropped {
-				p.requeue(end, now)
-			}
-		} else {
-			changedAt = time.Time{}
-		}
+	if prev == nil {
+		return time.Time{}, nil
 	}
-
-	data, err := b.Data(s.Layout)
-	if err == nil {
-		// Verify what will be written, parsed back the way istiod reads it.
-		var out *pki.Bundle
-		if out, err = pki.Parse(s.Layout, data); err == nil {
-			err = pki.Verify(out, now, in.Options.WorkloadCertTTL)
+	// Even when no root was dropped, roots may have been added or
+	// reordered (the issuer lists the signing root first, so a cluster
+	// moving to a new root reorders them). istiod accepts a new root file
+	// only if it contains the old one byte for byte, so the old bytes stay
+	// first and only what is new is appended. Dropped roots are kept that
+	// way for the grace period.
+	dropped := decision.RootsChanged(prev, b.Roots)
+	var changedAt, end time.Time
+	keep := !dropped
+	if dropped {
+		changedAt = now
+		if existing.Annotations[AnnotationSourceRootFPs] == srcFPs {
+			if t, err := time.Parse(time.RFC3339, existing.Annotations[AnnotationRootsChangedAt]); err == nil {
+				changedAt = t
+			}
 		}
+		end = changedAt.Add(s.RootGrace)
+		keep = now.Before(end)
 	}
+	if !keep {
+		return time.Time{}, nil
+	}
+	merged, all, err := pki.MergeRoots(prevPEM, b.Roots)
 	if err != nil {
-		p.refuse(policy.ReasonInvalidBundle, fmt.Sprintf("rendered %s layout fails validation: %v", s.Layout, err), string(pki.CheckOf(err)), err)
-		return
+		// Writing without the old bytes would drop roots with no grace,
+		// and istiod would reject the file anyway.
+		return time.Time{}, p.previousRootsUnusable(fmt.Sprintf("merging the previous roots in %s of Secret %s with the new ones fails: %v", prevKey, p.Target, err),
+			fmt.Sprintf("Remove roots no longer trusted from %s, or delete the Secret", prevKey))
 	}
+	b.RootsPEM, b.Roots = merged, all
+	if dropped {
+		p.requeue(end, now)
+	}
+	return changedAt, nil
+}
 
-	sum := checksum(data)
+// render renders the bundle in the layout and verifies what will be
+// written, parsed back the way istiod reads it.
+func render(layout pki.Layout, b *pki.Bundle, now time.Time, workloadTTL time.Duration) (map[string][]byte, error) {
+	data, err := b.Data(layout)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pki.Parse(layout, data)
+	if err == nil {
+		err = pki.Verify(out, now, workloadTTL)
+	}
+	return data, err
+}
+
+// stamp is the annotations that say what cacerts holds and where it came from.
+func stamp(crt *cmapi.Certificate, b *pki.Bundle, layout pki.Layout, srcFPs, sum string, changedAt time.Time) map[string]string {
 	ann := map[string]string{
-		AnnotationSource:          in.Certificate.Namespace + "/" + in.Certificate.Name,
-		AnnotationSourceRevision:  strconv.Itoa(policy.Revision(in.Certificate)),
+		AnnotationSource:          crt.Namespace + "/" + crt.Name,
+		AnnotationSourceRevision:  strconv.Itoa(decision.Revision(crt)),
 		AnnotationSerial:          b.Cert.SerialNumber.Text(16),
 		AnnotationNotAfter:        b.Cert.NotAfter.UTC().Format(time.RFC3339),
 		AnnotationRootFPs:         strings.Join(pki.Fingerprints(b.Roots), ","),
 		AnnotationSourceRootFPs:   srcFPs,
-		AnnotationLayoutWritten:   string(s.Layout),
+		AnnotationLayoutWritten:   string(layout),
 		AnnotationContentChecksum: sum,
 	}
 	if !changedAt.IsZero() {
 		ann[AnnotationRootsChangedAt] = changedAt.UTC().Format(time.RFC3339)
 	}
-	p.Expiry, p.Roots = b.Cert.NotAfter, len(b.Roots)
-	p.Condition = &Condition{Status: cmmeta.ConditionTrue, Reason: "Synced", Message: fmt.Sprintf("%s holds serial %s (notAfter %s, %d roots, layout %s)",
-		p.Target, ann[AnnotationSerial], ann[AnnotationNotAfter], len(b.Roots), s.Layout)}
-	p.Checksum = sum
-	if s.RestartTarget != "" {
-		switch {
-		case in.Deployment == nil:
-			p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: "RestartTargetMissing",
-				Message: fmt.Sprintf("annotation %s names deployment/%s, which does not exist in namespace %s", AnnotationRestartAfterSync, s.RestartTarget, p.Target.Namespace)})
-		case in.Deployment.Spec.Template.Annotations[ChecksumPodAnnotation] != sum:
-			p.Restart = s.RestartTarget
-		}
-	}
+	return ann
+}
 
-	if existing != nil && upToDate(existing, data, ann) {
-		p.Result = ResultUnchanged
-		return
+// planRestart restarts the annotation's Deployment when its pods were not
+// started for this content.
+func (p *Plan) planRestart(dep *appsv1.Deployment, target, sum string) {
+	switch {
+	case target == "":
+	case dep == nil:
+		p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: "RestartTargetMissing",
+			Message: fmt.Sprintf("annotation %s names deployment/%s, which does not exist in namespace %s", AnnotationRestartAfterSync, target, p.Target.Namespace)})
+	case dep.Spec.Template.Annotations[ChecksumPodAnnotation] != sum:
+		p.Restart = target
 	}
+}
+
+// secretFor is the complete cacerts Secret to write over existing (nil: to
+// create).
+func secretFor(existing *corev1.Secret, target types.NamespacedName, data map[string][]byte, ann map[string]string, now time.Time) *corev1.Secret {
 	var sec *corev1.Secret
 	if existing == nil {
-		p.Create = true
 		sec = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: p.Target.Namespace, Name: p.Target.Name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: target.Namespace, Name: target.Name},
 			Type:       corev1.SecretTypeOpaque,
 		}
 	} else {
@@ -370,7 +390,7 @@ func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 	if sec.Labels == nil {
 		sec.Labels = map[string]string{}
 	}
-	sec.Labels[policy.ManagedByLabel] = policy.ManagedByValue
+	sec.Labels[decision.ManagedByLabel] = decision.ManagedByValue
 	if sec.Annotations == nil {
 		sec.Annotations = map[string]string{}
 	}
@@ -379,8 +399,7 @@ func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 	sec.Annotations[AnnotationSyncedAt] = now.UTC().Format(time.RFC3339)
 	sec.Data = data
 	sec.StringData = nil
-	p.Secret = sec
-	p.Result = ResultSynced
+	return sec
 }
 
 // previousRoots returns the key holding the root file of the current
@@ -402,21 +421,21 @@ func previousRoots(existing *corev1.Secret) (string, []byte, []*x509.Certificate
 	return "", nil, nil, nil
 }
 
-// refusePreviousRoots refuses a write that could not keep the roots now in
-// cacerts. istiod (<= 1.30) accepts a new root file only if it contains the
-// old file's bytes, and peers still presenting old-root chains need the old
-// roots for the grace period; so cacerts stays as it is until someone fixes
-// or deletes it. Retried, because an edit to a target under a custom name
-// brings no watch event.
-func (p *Plan) refusePreviousRoots(why, fix string, err error) {
+// previousRootsUnusable refuses a write that could not keep the roots now
+// in cacerts. istiod (<= 1.30) accepts a new root file only if it contains
+// the old file's bytes, and peers still presenting old-root chains need the
+// old roots for the grace period; so cacerts stays as it is until someone
+// fixes or deletes it. Retried, because an edit to a target under a custom
+// name brings no watch event.
+func (p *Plan) previousRootsUnusable(why, fix string) *decision.Refusal {
 	msg := why + "; the Secret is left untouched because its roots cannot be carried over (istiod <= 1.30 accepts a new root file only if it contains the old one). " + fix
-	p.refuse(policy.ReasonPreviousRoots, msg, policy.ReasonPreviousRoots, fmt.Errorf("keep previous roots of %s: %w", p.Target, err))
+	return &decision.Refusal{Reason: decision.ReasonPreviousRoots, Check: decision.ReasonPreviousRoots, Message: msg, Retry: true}
 }
 
 // upToDate reports whether existing already holds exactly data, the label
 // and the annotations (synced-at aside).
 func upToDate(existing *corev1.Secret, data map[string][]byte, ann map[string]string) bool {
-	if existing.Labels[policy.ManagedByLabel] != policy.ManagedByValue || len(existing.Data) != len(data) {
+	if existing.Labels[decision.ManagedByLabel] != decision.ManagedByValue || len(existing.Data) != len(data) {
 		return false
 	}
 	for k, v := range data {

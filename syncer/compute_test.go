@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // TestCompute covers Compute's decisions without any client: each case is an
@@ -58,7 +58,7 @@ func TestCompute(t *testing.T) {
 		{name: "slot due while issuing: record only", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "* * * * *"}, issuing), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantEvents: []string{"Normal ScheduledRotation slot"}},
 		{name: "slot due: renew and record", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "* * * * *"}), Source: src},
-			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantRenew: policy.ReasonScheduled},
+			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantRenew: decision.ReasonScheduled},
 		{name: "restart target missing", in: Input{Certificate: crt(map[string]string{AnnotationRestartAfterSync: "deployment/istiod"}), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{"Warning RestartTargetMissing annotation meshtrust.io/restart-after-sync names deployment/istiod"}},
 	}

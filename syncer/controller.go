@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;patch
@@ -175,10 +175,10 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 	case !apierrors.IsNotFound(err):
 		return in, fmt.Errorf("get target Secret %s: %w", s.Target, err)
 	}
-	if in.Existing != nil && s.Adopt && in.Existing.Labels[policy.ManagedByLabel] == policy.ManagedByValue {
+	if in.Existing != nil && s.Adopt && in.Existing.Labels[decision.ManagedByLabel] == decision.ManagedByValue {
 		// Only adoption asks whether the Certificate feeding the target has
-		// let go of it; policy.TargetNotForeign decides.
-		if src := in.Existing.Annotations[policy.SourceAnnotation]; src != "" && src != crt.Namespace+"/"+crt.Name {
+		// let go of it; decision.TargetNotForeign decides.
+		if src := in.Existing.Annotations[decision.SourceAnnotation]; src != "" && src != crt.Namespace+"/"+crt.Name {
 			in.PreviousOwnerReleased = r.ownerReleased(ctx, src, s.Target)
 		}
 	}
@@ -229,11 +229,11 @@ func (r *Reconciler) apply(ctx context.Context, crt *cmapi.Certificate, p Plan) 
 	for _, e := range p.Events {
 		r.Recorder.Eventf(crt, nil, e.Type, e.Reason, "Sync", "%s", e.Message)
 		if e.Type == corev1.EventTypeWarning {
-			log.Info("refusing or warning", "reason", e.Reason, "check", p.FailedCheck, "message", e.Message)
+			log.Info("refusing or warning", "reason", e.Reason, "check", p.FailedCheck(), "message", e.Message)
 		}
 	}
 	if p.Result == ResultRefused {
-		r.Metrics.ValidationFailures.WithLabelValues(p.FailedCheck).Inc()
+		r.Metrics.ValidationFailures.WithLabelValues(p.FailedCheck()).Inc()
 	}
 
 	if p.Secret != nil {
@@ -282,7 +282,7 @@ func (r *Reconciler) apply(ctx context.Context, crt *cmapi.Certificate, p Plan) 
 		log.Info("restarted deployment", "deployment", p.Restart)
 		r.Recorder.Eventf(crt, nil, corev1.EventTypeNormal, "Restarted", "Restart", "restarted deployment %s/%s for the new cacerts", p.Target.Namespace, p.Restart)
 	}
-	return reconcile.Result{RequeueAfter: p.RequeueAfter}, p.Retry
+	return reconcile.Result{RequeueAfter: p.RequeueAfter}, p.Retry()
 }
 
 // record stores the scheduled-rotation slot and the lifetime-guard trigger
@@ -331,7 +331,7 @@ func conditionChanged(crt *cmapi.Certificate, want *Condition) bool {
 	if want == nil {
 		return false
 	}
-	c := policy.Condition(crt, ConditionCACertsSynced)
+	c := decision.Condition(crt, ConditionCACertsSynced)
 	return c == nil || c.Status != want.Status || c.Reason != want.Reason || c.Message != want.Message
 }
 
@@ -352,7 +352,7 @@ func (r *Reconciler) restart(ctx context.Context, ns, name, sum string, now time
 func setCondition(crt *cmapi.Certificate, t cmapi.CertificateConditionType, status cmmeta.ConditionStatus, reason, msg string, now time.Time) {
 	ts := metav1.NewTime(now)
 	c := cmapi.CertificateCondition{Type: t, Status: status, Reason: reason, Message: msg, LastTransitionTime: &ts, ObservedGeneration: crt.Generation}
-	if old := policy.Condition(crt, t); old != nil {
+	if old := decision.Condition(crt, t); old != nil {
 		if old.Status == status {
 			c.LastTransitionTime = old.LastTransitionTime
 		}

@@ -9,7 +9,7 @@
 // Certificate's status (the Issuing condition, as `cmctl renew` sets it), the
 // scheduled-rotation record (an annotation on the Certificate), an optional
 // rollout restart of istiod, events and metrics. Decisions live in
-// syncer/policy as small check functions.
+// syncer/decision as small checks with typed verdicts.
 //
 // Wiring (see TEAM.md): the manager's cache must include CacheOptions(opts);
 // then Setup(ctx, mgr, opts) adds the controller and a small second cache for

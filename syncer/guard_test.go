@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // TestLifetimeGuardNeverLoops drives the guard through repeated reconciles
@@ -35,16 +35,16 @@ func TestLifetimeGuardNeverLoops(t *testing.T) {
 		{name: "lifetime equals guard",
 			first:       guardLength,
 			reissue:     guardLength,
-			wantWarning: policy.ReasonLifetimeTooShort},
+			wantWarning: decision.ReasonLifetimeTooShort},
 		{name: "Vault-capped TTL, backdated 30s",
 			first:       vaultCapped,
 			reissue:     vaultCapped,
-			wantWarning: policy.ReasonLifetimeTooShort},
+			wantWarning: decision.ReasonLifetimeTooShort},
 		{name: "normal certificate inside the guard",
 			first: func(now time.Time) pkitest.Spec {
 				return pkitest.Spec{NotBefore: now.Add(-29 * day), NotAfter: now.Add(day)}
 			},
-			wantTriggers: 1, wantReason: policy.ReasonLifetimeGuard},
+			wantTriggers: 1, wantReason: decision.ReasonLifetimeGuard},
 		{name: "renewal comes back inside the guard",
 			first: func(now time.Time) pkitest.Spec {
 				return pkitest.Spec{NotBefore: now.Add(-29 * day), NotAfter: now.Add(day)}
@@ -52,13 +52,13 @@ func TestLifetimeGuardNeverLoops(t *testing.T) {
 			reissue: func(now time.Time) pkitest.Spec {
 				return pkitest.Spec{NotBefore: now.Add(-10 * day), NotAfter: now.Add(day + 30*time.Minute)}
 			},
-			wantTriggers: 1, wantReason: policy.ReasonLifetimeGuard, wantWarning: policy.ReasonRenewedInGuard},
+			wantTriggers: 1, wantReason: decision.ReasonLifetimeGuard, wantWarning: decision.ReasonRenewedInGuard},
 		{name: "trigger recorded, then lost in a crash",
 			first: func(now time.Time) pkitest.Spec {
 				return pkitest.Spec{NotBefore: now.Add(-29 * day), NotAfter: now.Add(day)}
 			},
 			ann:          map[string]string{AnnotationGuardRevision: "1", AnnotationGuardAt: "2000-01-01T00:00:00Z"},
-			wantTriggers: 1, wantReason: policy.ReasonGuardResumed},
+			wantTriggers: 1, wantReason: decision.ReasonGuardResumed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,9 +72,9 @@ func TestLifetimeGuardNeverLoops(t *testing.T) {
 				// retried); the rotation decision is what counts here.
 				_, _ = e.reconcile()
 				crt := e.getCert()
-				if policy.Issuing(crt) {
+				if decision.Issuing(crt) {
 					triggers++
-					reason = policy.Condition(crt, cmapi.CertificateConditionIssuing).Reason
+					reason = decision.Condition(crt, cmapi.CertificateConditionIssuing).Reason
 					spec := pkitest.Spec{}
 					if tt.reissue != nil {
 						spec = tt.reissue(e.now())

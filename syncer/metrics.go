@@ -50,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		ValidationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshtrust_cacerts_validation_failures_total",
-			Help: "Bundles or targets refused before writing cacerts, by failed check (a pki check such as key-usage, or a policy reason such as UnmanagedCACerts).",
+			Help: "Bundles or targets refused before writing cacerts, by failed check (a pki check such as key-usage, or a refusal reason such as UnmanagedCACerts).",
 		}, []string{"check"}),
 	}
 	if reg != nil {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 func TestSyncWritesIstioLayout(t *testing.T) {
@@ -42,7 +42,7 @@ func TestSyncWritesIstioLayout(t *testing.T) {
 	if !bytes.Equal(s.Data[pki.RootCertKey], e.root.PEM()) {
 		t.Error("root-cert.pem is not the root")
 	}
-	if s.Labels[policy.ManagedByLabel] != policy.ManagedByValue {
+	if s.Labels[decision.ManagedByLabel] != decision.ManagedByValue {
 		t.Errorf("labels = %v", s.Labels)
 	}
 	a := s.Annotations
@@ -61,7 +61,7 @@ func TestSyncWritesIstioLayout(t *testing.T) {
 	if !hasEvent(e.rec.take(), "Normal Synced", "cacerts", inter.Cert.SerialNumber.Text(16)) {
 		t.Error("no Synced event")
 	}
-	if c := policy.Condition(e.getCert(), ConditionCACertsSynced); c == nil || c.Status != cmmeta.ConditionTrue || !strings.Contains(c.Message, inter.Cert.SerialNumber.Text(16)) {
+	if c := decision.Condition(e.getCert(), ConditionCACertsSynced); c == nil || c.Status != cmmeta.ConditionTrue || !strings.Contains(c.Message, inter.Cert.SerialNumber.Text(16)) {
 		t.Errorf("CACertsSynced condition = %+v", c)
 	}
 
@@ -184,7 +184,7 @@ func TestBadInputLeavesCACertsUntouched(t *testing.T) {
 			if !hasEvent(evs, "Warning ", tt.want...) {
 				t.Errorf("no Warning event with %q in %q", tt.want, evs)
 			}
-			if c := policy.Condition(e.getCert(), ConditionCACertsSynced); c == nil || c.Status != cmmeta.ConditionFalse || !strings.Contains(c.Message+c.Reason, tt.want[0]) {
+			if c := decision.Condition(e.getCert(), ConditionCACertsSynced); c == nil || c.Status != cmmeta.ConditionFalse || !strings.Contains(c.Message+c.Reason, tt.want[0]) {
 				t.Errorf("CACertsSynced condition = %+v", c)
 			}
 			for _, ev := range evs {
@@ -211,7 +211,7 @@ func TestNeverClobbersUnmanaged(t *testing.T) {
 }
 
 func TestTargetNamespaceNotAllowed(t *testing.T) {
-	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "cacerts", Labels: map[string]string{policy.ManagedByLabel: policy.ManagedByValue}}, Data: map[string][]byte{"x": []byte("y")}}
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "cacerts", Labels: map[string]string{decision.ManagedByLabel: decision.ManagedByValue}}, Data: map[string][]byte{"x": []byte("y")}}
 	e := newEnv(t, Options{TargetNamespaces: []string{"mesh"}}, theirs)
 	e.certificate(map[string]string{AnnotationTarget: "istio-system/cacerts"})
 	e.issue(pkitest.Spec{}, e.root)
@@ -256,7 +256,7 @@ func TestAdoptKeepsOldRootVerbatim(t *testing.T) {
 	e.issue(pkitest.Spec{}, e.root)
 	e.mustReconcile()
 	s := e.secret("ns", "cacerts")
-	if s.Labels[policy.ManagedByLabel] != policy.ManagedByValue {
+	if s.Labels[decision.ManagedByLabel] != decision.ManagedByValue {
 		t.Fatal("not adopted")
 	}
 	if !bytes.HasPrefix(s.Data[pki.RootCertKey], oldBytes) {
@@ -371,7 +371,7 @@ func TestLifetimeGuardTriggersRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := e.mustReconcile()
-	if policy.Issuing(e.getCert()) {
+	if decision.Issuing(e.getCert()) {
 		t.Fatal("renewal triggered too early")
 	}
 	if evs := e.rec.take(); !hasEvent(evs, "Warning RenewBeforeTooShort", "24h0m0s") {
@@ -383,8 +383,8 @@ func TestLifetimeGuardTriggersRenewal(t *testing.T) {
 	}
 	e.clock.Step(res.RequeueAfter)
 	e.mustReconcile()
-	c := policy.Condition(e.getCert(), cmapi.CertificateConditionIssuing)
-	if c == nil || c.Status != cmmeta.ConditionTrue || c.Reason != policy.ReasonLifetimeGuard {
+	c := decision.Condition(e.getCert(), cmapi.CertificateConditionIssuing)
+	if c == nil || c.Status != cmmeta.ConditionTrue || c.Reason != decision.ReasonLifetimeGuard {
 		t.Fatalf("Issuing condition = %+v", c)
 	}
 	if evs := e.rec.take(); !hasEvent(evs, "Normal LifetimeGuard", "triggering renewal") {
@@ -412,7 +412,7 @@ func TestScheduledRotation(t *testing.T) {
 	if slot.Hour() != 3 || slot.After(e.now()) || e.now().Sub(slot) > 25*time.Hour {
 		t.Errorf("recorded slot %s is not the latest 03:00 before %s", slot, e.now())
 	}
-	if c := policy.Condition(crt, cmapi.CertificateConditionIssuing); c == nil || c.Reason != policy.ReasonScheduled {
+	if c := decision.Condition(crt, cmapi.CertificateConditionIssuing); c == nil || c.Reason != decision.ReasonScheduled {
 		t.Fatalf("Issuing = %+v", c)
 	}
 	if evs := e.rec.take(); !hasEvent(evs, "Normal ScheduledRotation", rec) {
@@ -425,7 +425,7 @@ func TestScheduledRotation(t *testing.T) {
 	m, _ := NewMetrics(nil)
 	e.r = &Reconciler{Client: e.client, Targets: e.client, APIReader: e.client, Recorder: e.rec, Metrics: m, Options: e.r.Options}
 	res := e.mustReconcile()
-	if policy.Issuing(e.getCert()) {
+	if decision.Issuing(e.getCert()) {
 		t.Fatal("slot fired twice")
 	}
 	next := slot.Add(24 * time.Hour)
@@ -439,7 +439,7 @@ func TestScheduledRotation(t *testing.T) {
 	if got := crt.Annotations[AnnotationLastRotation]; got != next.Add(48*time.Hour).Format(time.RFC3339) {
 		t.Errorf("recorded %s, want the latest missed slot", got)
 	}
-	if !policy.Issuing(crt) {
+	if !decision.Issuing(crt) {
 		t.Error("missed slot did not fire at start-up")
 	}
 }
@@ -461,7 +461,7 @@ func TestScheduledTriggerLostIsResumed(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.mustReconcile()
-	if c := policy.Condition(e.getCert(), cmapi.CertificateConditionIssuing); c == nil || c.Reason != policy.ReasonScheduledResumed {
+	if c := decision.Condition(e.getCert(), cmapi.CertificateConditionIssuing); c == nil || c.Reason != decision.ReasonScheduledResumed {
 		t.Fatalf("Issuing = %+v", c)
 	}
 }

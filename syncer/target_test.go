@@ -15,7 +15,7 @@ import (
 
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // putSecret creates a Secret in the fake cluster.
@@ -38,7 +38,7 @@ func (e *env) expectRefused(before *corev1.Secret, reason string, contains ...st
 	if evs := e.rec.take(); !hasEvent(evs, "Warning "+reason, contains...) {
 		e.t.Errorf("no Warning %s event with %q in %q", reason, contains, evs)
 	}
-	if c := policy.Condition(e.getCert(), ConditionCACertsSynced); c == nil || c.Status != cmmeta.ConditionFalse || c.Reason != reason {
+	if c := decision.Condition(e.getCert(), ConditionCACertsSynced); c == nil || c.Status != cmmeta.ConditionFalse || c.Reason != reason {
 		e.t.Errorf("CACertsSynced condition = %+v", c)
 	}
 	if got := counterValue(e.t, e.r.Metrics.ValidationFailures.WithLabelValues(reason)); got < 1 {
@@ -77,7 +77,7 @@ func TestAdoptTakesOverOnlyReleasedTargets(t *testing.T) {
 				}
 			}
 			e.putSecret(&corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cacerts", Labels: map[string]string{policy.ManagedByLabel: policy.ManagedByValue},
+				ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cacerts", Labels: map[string]string{decision.ManagedByLabel: decision.ManagedByValue},
 					Annotations: map[string]string{AnnotationSource: "ns/other"}},
 				Data: map[string][]byte{pki.RootCertKey: e.root.PEM()}})
 			before := e.secret("ns", "cacerts").DeepCopy()
@@ -85,7 +85,7 @@ func TestAdoptTakesOverOnlyReleasedTargets(t *testing.T) {
 			e.issue(pkitest.Spec{}, e.root)
 			_, _ = e.reconcile()
 			if !tt.want {
-				e.expectRefused(before, policy.ReasonOwnedByOther, "ns/other", "meshtrust.io/adopt")
+				e.expectRefused(before, decision.ReasonOwnedByOther, "ns/other", "meshtrust.io/adopt")
 				return
 			}
 			if s := e.secret("ns", "cacerts"); s.Annotations[AnnotationSource] != "ns/ca" || len(s.Data) != 4 {
@@ -105,8 +105,8 @@ func TestTargetSecretTypeMustFitLayout(t *testing.T) {
 		managed bool
 		want    string // refusal reason, "" for a write
 	}{
-		{name: "managed tls Secret, istio layout", managed: true, want: policy.ReasonTargetType},
-		{name: "adopted tls Secret, istio layout", ann: map[string]string{AnnotationAdopt: "true"}, want: policy.ReasonTargetType},
+		{name: "managed tls Secret, istio layout", managed: true, want: decision.ReasonTargetType},
+		{name: "adopted tls Secret, istio layout", ann: map[string]string{AnnotationAdopt: "true"}, want: decision.ReasonTargetType},
 		{name: "managed tls Secret, tls layout", ann: map[string]string{AnnotationLayout: "tls"}, managed: true},
 	}
 	for _, tt := range tests {
@@ -115,7 +115,7 @@ func TestTargetSecretTypeMustFitLayout(t *testing.T) {
 			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cacerts"}, Type: corev1.SecretTypeTLS,
 				Data: pkitest.TLSData(t, pkitest.New(t, e.now(), pkitest.Spec{CN: "old"}, e.root), e.root)}
 			if tt.managed {
-				s.Labels = map[string]string{policy.ManagedByLabel: policy.ManagedByValue}
+				s.Labels = map[string]string{decision.ManagedByLabel: decision.ManagedByValue}
 				s.Annotations = map[string]string{AnnotationSource: "ns/ca"}
 			}
 			e.putSecret(s)
@@ -180,7 +180,7 @@ func TestPreviousRootsUnusableRefuses(t *testing.T) {
 			if _, err := e.reconcile(); err == nil {
 				t.Error("no error to retry with backoff")
 			}
-			e.expectRefused(before, policy.ReasonPreviousRoots, tt.key, tt.why, "left untouched")
+			e.expectRefused(before, decision.ReasonPreviousRoots, tt.key, tt.why, "left untouched")
 		})
 	}
 }

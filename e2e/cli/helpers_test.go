@@ -21,7 +21,7 @@ import (
 	"github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // cli runs meshtrust in-process with a fixed environment and keeps every
@@ -146,8 +146,8 @@ func putCacerts(ctx context.Context, t *testing.T, cs kubernetes.Interface, data
 	secrets := cs.CoreV1().Secrets("istio-system")
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system"}, Data: data}
 	if len(source) > 0 {
-		s.Labels = map[string]string{policy.ManagedByLabel: policy.ManagedByValue}
-		s.Annotations = map[string]string{policy.SourceAnnotation: source[0]}
+		s.Labels = map[string]string{decision.ManagedByLabel: decision.ManagedByValue}
+		s.Annotations = map[string]string{decision.SourceAnnotation: source[0]}
 	}
 	if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {

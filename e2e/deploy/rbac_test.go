@@ -32,7 +32,7 @@ import (
 	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 	"github.com/meshtrust/meshtrust/syncer"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // leNS holds the leader-election test's Certificate; the chart is
@@ -316,9 +316,9 @@ func testSufficient(ctx context.Context, t *testing.T, c *lab.Cluster) {
 	})
 	t.Run("scheduled renewal triggered and synced", func(t *testing.T) {
 		crt := getCertificate(ctx, t, c, istioNS, "istio-ca")
-		rev := policy.Revision(crt)
+		rev := decision.Revision(crt)
 		before := getSecret(ctx, t, c, istioNS, "cacerts").Annotations[syncer.AnnotationSerial]
-		slot := policy.Baseline(crt).UTC().Truncate(time.Hour).Add(time.Hour)
+		slot := decision.Baseline(crt).UTC().Truncate(time.Hour).Add(time.Hour)
 		clk.setNow(slot.Add(time.Minute))
 		poke(ctx, t, c, istioNS, "istio-ca")
 		run.eventually(t, time.Minute, "the syncer to record the slot (Certificate patch)", func(ctx context.Context) error {
@@ -449,7 +449,7 @@ func testLeaderElection(ctx context.Context, t *testing.T, c *lab.Cluster) {
 
 	t.Run("a renewal after the hand-over reaches cacerts", func(t *testing.T) {
 		before := getSecret(ctx, t, c, leNS, "cacerts").Annotations[syncer.AnnotationSerial]
-		rev := policy.Revision(getCertificate(ctx, t, c, leNS, "istio-ca"))
+		rev := decision.Revision(getCertificate(ctx, t, c, leNS, "istio-ca"))
 		renew(ctx, t, c, leNS, "istio-ca")
 		waitRevision(t, c, second, leNS, "istio-ca", rev+1)
 		cacerts := waitCACertsFromSource(t, c, second, leNS, "istio-ca-tls")

@@ -34,7 +34,7 @@ import (
 	controllerapp "github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
 	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/e2e/lab"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // The names the enrol command puts in the YAML it prints (its defaults), and
@@ -260,11 +260,11 @@ func Renew(ctx context.Context, c *lab.Cluster, ns, name string, within time.Dur
 // once it is. Later counts: cert-manager may legitimately issue twice, and
 // a test that must see exactly one issuance checks the revision itself.
 func ReadyAt(crt *cmapi.Certificate, rev int) error {
-	if got := policy.Revision(crt); got < rev {
+	if got := decision.Revision(crt); got < rev {
 		return fmt.Errorf("revision %d, want %d", got, rev)
 	}
 	if !apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionReady, Status: cmmeta.ConditionTrue}) {
-		return fmt.Errorf("revision %d not Ready: %+v", policy.Revision(crt), crt.Status.Conditions)
+		return fmt.Errorf("revision %d not Ready: %+v", decision.Revision(crt), crt.Status.Conditions)
 	}
 	return nil
 }

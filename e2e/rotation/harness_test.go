@@ -32,7 +32,7 @@ import (
 	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/e2e/workload"
 	"github.com/meshtrust/meshtrust/internal/pki"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // Names the enrol command puts in the YAML it prints, besides those in
@@ -445,7 +445,7 @@ func (e *env) revision(name string) int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return policy.Revision(crt)
+	return decision.Revision(crt)
 }
 
 // call has a workload holding clientCert call one holding serverCert over

@@ -28,7 +28,7 @@ import (
 	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 func TestMain(m *testing.M) {
@@ -81,7 +81,7 @@ func TestSyncerOnLab(t *testing.T) {
 			t.Errorf("intermediate from Vault: permitted URI domains %v (critical %v), path length %d: want only %s, critical, 0",
 				got, b.Cert.PermittedDNSDomainsCritical, b.Cert.MaxPathLen, c.Name)
 		}
-		if !b.Cert.IsCA || cacerts.Labels[policy.ManagedByLabel] != policy.ManagedByValue ||
+		if !b.Cert.IsCA || cacerts.Labels[decision.ManagedByLabel] != decision.ManagedByValue ||
 			cacerts.Annotations[syncer.AnnotationSource] != "layout/istio-ca" ||
 			cacerts.Annotations[syncer.AnnotationRootFPs] != pki.Fingerprint(srcRoots[0]) {
 			t.Errorf("ownership metadata: labels %v annotations %v", cacerts.Labels, cacerts.Annotations)
@@ -91,7 +91,7 @@ func TestSyncerOnLab(t *testing.T) {
 	t.Run("renewal gives a new serial under the same root", func(t *testing.T) {
 		waitReady(t, c, "layout", 1)
 		before, _ := waitCACertsFromSource(t, c, "layout", 30*time.Second)
-		rev := policy.Revision(getCert(ctx, t, c, "layout"))
+		rev := decision.Revision(getCert(ctx, t, c, "layout"))
 		renew(ctx, t, c, "layout")
 		waitReady(t, c, "layout", rev+1)
 		began := time.Now()
@@ -114,7 +114,7 @@ func TestSyncerOnLab(t *testing.T) {
 		must(t, c.Client.Create(ctx, theirs))
 		intermediate(ctx, t, c, spec, "foreign", nil)
 		lab.Eventually(t, 60*time.Second, "Warning event UnmanagedCACerts", func(ctx context.Context) error {
-			return hasEvent(ctx, c, "foreign", "istio-ca", policy.ReasonUnmanagedTarget, "meshtrust.io/adopt")
+			return hasEvent(ctx, c, "foreign", "istio-ca", decision.ReasonUnmanagedTarget, "meshtrust.io/adopt")
 		})
 		s, err := getSecret(ctx, c, "foreign", "cacerts")
 		if err != nil || len(s.Data) != 1 || string(s.Data["ca-cert.pem"]) != "not ours" {
@@ -142,12 +142,12 @@ func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, sp
 	run := startSyncer(t, c, clk, []string{ns}, nil)
 	waitCACertsFromSource(t, c, ns, 30*time.Second)
 	crt := getCert(ctx, t, c, ns)
-	if crt.Annotations[syncer.AnnotationLastRotation] != "" || policy.Revision(crt) != 1 {
+	if crt.Annotations[syncer.AnnotationLastRotation] != "" || decision.Revision(crt) != 1 {
 		t.Fatalf("rotated before any slot: %v", crt.Annotations)
 	}
 
 	// Move past the first hourly slot after issuance: exactly one renewal.
-	slot1 := policy.Baseline(crt).UTC().Truncate(time.Hour).Add(time.Hour)
+	slot1 := decision.Baseline(crt).UTC().Truncate(time.Hour).Add(time.Hour)
 	clk.SetTime(slot1.Add(time.Minute))
 	poke(ctx, t, c, ns)
 	waitRecorded(t, c, ns, slot1)
@@ -158,8 +158,8 @@ func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, sp
 	run.stop(t)
 	run = startSyncer(t, c, clk, []string{ns}, nil)
 	settle(ctx, t, c, ns, run)
-	if crt := getCert(ctx, t, c, ns); policy.Revision(crt) != 2 || policy.Issuing(crt) {
-		t.Fatalf("slot fired again after restart: revision %d, issuing %v", policy.Revision(crt), policy.Issuing(crt))
+	if crt := getCert(ctx, t, c, ns); decision.Revision(crt) != 2 || decision.Issuing(crt) {
+		t.Fatalf("slot fired again after restart: revision %d, issuing %v", decision.Revision(crt), decision.Issuing(crt))
 	}
 
 	// Down across three slots: one renewal at start-up, for the latest slot.
@@ -170,8 +170,8 @@ func testScheduledRotation(ctx context.Context, t *testing.T, c *lab.Cluster, sp
 	waitRecorded(t, c, ns, slot4)
 	waitReady(t, c, ns, 3)
 	settle(ctx, t, c, ns, run)
-	if crt := getCert(ctx, t, c, ns); policy.Revision(crt) != 3 || policy.Issuing(crt) {
-		t.Fatalf("missed slots fired more than once: revision %d", policy.Revision(crt))
+	if crt := getCert(ctx, t, c, ns); decision.Revision(crt) != 3 || decision.Issuing(crt) {
+		t.Fatalf("missed slots fired more than once: revision %d", decision.Revision(crt))
 	}
 	waitCACertsFromSource(t, c, ns, 30*time.Second)
 }
@@ -257,7 +257,7 @@ func testKilledMidSync(ctx context.Context, t *testing.T, c *lab.Cluster, spec c
 	run.stop(t)
 
 	for mode, name := range []string{"before the write", "during the write", "after the write"} {
-		rev := policy.Revision(getCert(ctx, t, c, ns))
+		rev := decision.Revision(getCert(ctx, t, c, ns))
 		renew(ctx, t, c, ns)
 		waitReady(t, c, ns, rev+1)
 

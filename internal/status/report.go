@@ -20,7 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
-	"github.com/meshtrust/meshtrust/syncer/policy"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // Input is what was read from one cluster.
@@ -197,11 +197,11 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 // DefaultManagedBy reads the syncer's marks: its managed-by label, and the
 // annotation naming the source Certificate as "<namespace>/<name>".
 func DefaultManagedBy(s *corev1.Secret) (bool, string) {
-	managed := s.Labels[policy.ManagedByLabel] == policy.ManagedByValue
+	managed := s.Labels[decision.ManagedByLabel] == decision.ManagedByValue
 	if !managed {
 		return false, ""
 	}
-	return true, s.Annotations[policy.SourceAnnotation]
+	return true, s.Annotations[decision.SourceAnnotation]
 }
 
 func buildCluster(in Input, now time.Time, o Options) Cluster {

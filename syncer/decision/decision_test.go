@@ -1,4 +1,4 @@
-package policy
+package decision
 
 import (
 	"strings"
@@ -61,7 +61,7 @@ func TestRotateChain(t *testing.T) {
 			tt.in.Now = now
 			tt.in.WorkloadTTL = 24 * time.Hour
 			tt.in.SafetyMargin = time.Hour
-			reason, msg, failed := RotateChain().Evaluate(tt.in)
+			reason, msg, failed := renewal(RotateChain().Renewal(tt.in))
 			if reason != tt.wantReason || failed != (tt.wantReason != "") {
 				t.Fatalf("got %q (%s), want %q", reason, msg, tt.wantReason)
 			}
@@ -119,7 +119,7 @@ func TestWriteChain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.in.Certificate = crt
-			reason, _, _ := WriteChain().Evaluate(tt.in)
+			reason, _, _ := refused(WriteChain().Refusal(tt.in))
 			if reason != tt.wantReason {
 				t.Fatalf("reason = %q, want %q", reason, tt.wantReason)
 			}
@@ -175,13 +175,14 @@ func TestLifetimeGuardOnlyWhenRenewalHelps(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.in.Now, tt.in.WorkloadTTL, tt.in.SafetyMargin = now, 24*time.Hour, time.Hour
-			reason, msg, failed := RotateChain().Evaluate(tt.in)
+			reason, msg, failed := renewal(RotateChain().Renewal(tt.in))
 			if reason != tt.wantReason || failed != (tt.wantReason != "") {
 				t.Errorf("rotate: got %q (%s), want %q", reason, msg, tt.wantReason)
 			}
 			var warn string
-			for _, f := range []Func{LifetimeShorterThanGuard, RenewedInsideGuard} {
-				if r, m, w := f(tt.in); w {
+			for _, f := range []WarnCheck{LifetimeShorterThanGuard, RenewedInsideGuard} {
+				if w := f(tt.in); w != nil {
+					r, m := w.Reason, w.Message
 					if warn != "" {
 						t.Errorf("second warning %s: %s", r, m)
 					}
@@ -242,9 +243,66 @@ func TestTargetChecks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.in.Certificate, tt.in.TargetAllowed = crt, true
 			tt.in.Source, tt.in.BundleErr = &corev1.Secret{}, errSentinel
-			reason, msg, _ := WriteChain().Evaluate(tt.in)
+			reason, msg, _ := refused(WriteChain().Refusal(tt.in))
 			if reason != tt.wantReason || !strings.Contains(msg, tt.wantMsg) {
 				t.Fatalf("got %q (%s), want %q with %q", reason, msg, tt.wantReason, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func renewal(r *Renewal) (string, string, bool) {
+	if r == nil {
+		return "", "", false
+	}
+	return r.Reason, r.Message, true
+}
+
+func refused(r *Refusal) (string, string, bool) {
+	if r == nil {
+		return "", "", false
+	}
+	return r.Reason, r.Message, true
+}
+
+// A refused bundle keeps the pki check that failed, so that Compute names
+// it without verifying again; other refusals are their own check.
+func TestRefusalKeepsTheFailedCheck(t *testing.T) {
+	now := pkitest.RandomNow(t)
+	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
+	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter", NotAfter: now.Add(12 * time.Hour)}, root)
+	b, err := pki.ParseTLS(pkitest.TLSData(t, inter, root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca"}}
+	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}}
+	for _, tc := range []struct {
+		name  string
+		in    Input
+		check string
+		retry bool
+	}{
+		{"expires within the workload lifetime", Input{Bundle: b, WorkloadTTL: 24 * time.Hour}, string(pki.CheckLifetime), true},
+		{"does not parse", Input{BundleErr: &pki.Error{Check: pki.CheckMissing, Field: "tls.key"}}, string(pki.CheckMissing), true},
+		{"too large", Input{Source: &corev1.Secret{ObjectMeta: src.ObjectMeta, Data: map[string][]byte{"a": make([]byte, 1<<20)}}}, string(pki.CheckSize), true},
+		{"target not allowed", Input{TargetAllowed: false}, ReasonTargetNotAllowed, false},
+		{"valid", Input{Bundle: b, WorkloadTTL: time.Hour}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.in.Now, tc.in.Certificate = now, crt
+			if tc.in.Source == nil {
+				tc.in.Source = src
+			}
+			if tc.name != "target not allowed" {
+				tc.in.TargetAllowed = true
+			}
+			r := WriteChain().Refusal(tc.in)
+			switch {
+			case tc.check == "" && r != nil:
+				t.Fatalf("refused: %+v", r)
+			case tc.check != "" && (r == nil || r.Check != tc.check || r.Retry != tc.retry):
+				t.Fatalf("refusal %#v, want check %q retry %v", r, tc.check, tc.retry)
 			}
 		})
 	}
