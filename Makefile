@@ -34,9 +34,15 @@ KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 
 TEST_TIMEOUT ?= 60m
 
+# Unit packages need no lab and run with the race detector; the end-to-end
+# packages start real servers (make tools) and run without it, since their
+# cost is the servers.
+UNIT_PKGS := ./cmd/... ./internal/... ./issuer/... ./syncer/...
+E2E_PKGS := ./e2e/...
+
 CHART := deploy/charts/meshtrust
 
-.PHONY: all build tools generate verify-generate manifests verify-manifests lint test bench demo clean
+.PHONY: all build tools generate verify-generate manifests verify-manifests lint test test-unit bench demo clean
 
 all: build
 
@@ -96,7 +102,13 @@ lint:
 	$(GO) vet ./...
 
 test: tools lint verify-generate verify-manifests
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(UNIT_PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(E2E_PKGS)
+
+# The fast loop: every unit test, fuzz seed corpus and the offline Vault
+# contract test, with the race detector, and no lab.
+test-unit:
+	$(GO) test -count=1 -race $(UNIT_PKGS)
 
 # Benchmarks print their figures; none is asserted. Each starts its own lab.
 bench: tools
