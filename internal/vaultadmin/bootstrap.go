@@ -143,11 +143,7 @@ type BootstrapResult struct {
 
 // Bootstrap plans and applies in one go.
 func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapResult, error) {
-	p, err := PlanBootstrap(ctx, c, o)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(ctx)
+	return planThenApply(PlanBootstrap(ctx, c, o))(ctx)
 }
 
 // PlanBootstrap reads the PKI mount and plans to make it hold the shared

@@ -129,28 +129,28 @@ type ManifestSettings struct {
 
 // Default fills every name left empty with vaultcontract's.
 func (o *EnrollOptions) Default() {
-	c := o.Cluster
-	if o.Mount == "" {
-		o.Mount = vaultcontract.DefaultMount
-	}
-	if o.CommonName == "" {
-		o.CommonName = vaultcontract.IntermediateCommonName(c)
-	}
-	if o.PolicyName == "" {
-		o.PolicyName = vaultcontract.PolicyName(c)
-	}
-	if o.Role == "" {
-		o.Role = vaultcontract.RoleName(c)
-	}
-	if o.AuthMount == "" {
-		o.AuthMount = vaultcontract.AppRoleAuthMount
-		if o.Auth == AuthKubernetes {
-			o.AuthMount = vaultcontract.KubernetesAuthMount(c)
-		}
-	}
+	defaultNames(o.Cluster, o.Auth, &o.Mount, &o.CommonName, &o.PolicyName, &o.Role, &o.AuthMount)
 	if o.Kubernetes.Audience == "" {
 		o.Kubernetes.Audience = vaultcontract.ClusterIssuerAudience(o.Manifests.ClusterIssuerName)
 	}
+}
+
+// defaultNames fills each name left empty with the one enrol gives the
+// cluster's objects, so that unenrol finds what enrol made.
+func defaultNames(cluster string, auth AuthKind, mount, commonName, policy, role, authMount *string) {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(mount, vaultcontract.DefaultMount)
+	set(commonName, vaultcontract.IntermediateCommonName(cluster))
+	set(policy, vaultcontract.PolicyName(cluster))
+	set(role, vaultcontract.RoleName(cluster))
+	if auth == AuthKubernetes {
+		set(authMount, vaultcontract.KubernetesAuthMount(cluster))
+	}
+	set(authMount, vaultcontract.AppRoleAuthMount)
 }
 
 // Validate checks the options before anything is sent to Vault.
@@ -243,11 +243,7 @@ type EnrollResult struct {
 
 // Enroll plans and applies in one go.
 func Enroll(ctx context.Context, c *Client, o EnrollOptions) (*EnrollResult, error) {
-	p, err := PlanEnroll(ctx, c, o)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(ctx)
+	return planThenApply(PlanEnroll(ctx, c, o))(ctx)
 }
 
 // Apply carries the plan out.

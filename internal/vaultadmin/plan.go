@@ -97,6 +97,20 @@ func (p *Plan) apply(ctx context.Context) ([]Step, error) {
 	return out, nil
 }
 
+// planThenApply is an operation run in one go: its plan, applied unless
+// planning failed.
+func planThenApply[R any, P interface {
+	Apply(context.Context) (R, error)
+}](p P, err error) func(context.Context) (R, error) {
+	return func(ctx context.Context) (R, error) {
+		if err != nil {
+			var none R
+			return none, err
+		}
+		return p.Apply(ctx)
+	}
+}
+
 // Result is what an applied plan did.
 type Result struct {
 	// Steps are the plan's steps as they ran.

@@ -168,11 +168,7 @@ type RetirePlan struct {
 
 // Retire plans and applies in one go.
 func Retire(ctx context.Context, c *Client, o RetireOptions) (*RetireResult, error) {
-	p, err := PlanRetire(ctx, c, o)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(ctx)
+	return planThenApply(PlanRetire(ctx, c, o))(ctx)
 }
 
 // Apply carries the plan out.

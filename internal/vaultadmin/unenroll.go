@@ -45,6 +45,31 @@ type UnenrollOptions struct {
 	Now time.Time
 }
 
+// Default fills every name left empty with the one enrol gives it; only a
+// kubernetes mount, the cluster's own, is ever disabled.
+func (o *UnenrollOptions) Default() {
+	defaultNames(o.Cluster, o.Auth, &o.Mount, &o.CommonName, &o.PolicyName, &o.Role, &o.AuthMount)
+	o.DisableAuthMount = o.DisableAuthMount && o.Auth == AuthKubernetes
+}
+
+// Validate checks the options before anything is sent to Vault.
+func (o UnenrollOptions) Validate() error {
+	if err := vaultcontract.ValidateClusterName(o.Cluster); err != nil {
+		return err
+	}
+	switch o.Auth {
+	case AuthKubernetes, AuthAppRole:
+	default:
+		return fmt.Errorf("invalid --auth %q: want kubernetes or approle", o.Auth)
+	}
+	if o.Revoke {
+		if err := vaultcontract.ValidateTrustDomain(o.TrustDomain); err != nil {
+			return fmt.Errorf("--revoke needs the cluster's trust domain: %w", err)
+		}
+	}
+	return nil
+}
+
 // UnenrollResult is what Unenroll did.
 type UnenrollResult struct {
 	Result
@@ -61,11 +86,7 @@ type UnenrollPlan struct {
 
 // Unenroll plans and applies in one go.
 func Unenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollResult, error) {
-	p, err := PlanUnenroll(ctx, c, o)
-	if err != nil {
-		return nil, err
-	}
-	return p.Apply(ctx)
+	return planThenApply(PlanUnenroll(ctx, c, o))(ctx)
 }
 
 // Apply carries the plan out.
@@ -84,10 +105,9 @@ func (p *UnenrollPlan) Apply(ctx context.Context) (*UnenrollResult, error) {
 // changes nothing. It refuses, before planning any write, a mount enrol did
 // not make for the cluster. It changes nothing.
 func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollPlan, error) {
-	if o.Revoke {
-		if err := vaultcontract.ValidateTrustDomain(o.TrustDomain); err != nil {
-			return nil, fmt.Errorf("--revoke needs the cluster's trust domain: %w", err)
-		}
+	o.Default()
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	p := &UnenrollPlan{Plan: Plan{Operation: "unenroll"}}
 	auths, err := c.API.Sys().ListAuthWithContext(ctx)

@@ -72,14 +72,20 @@ func signOK() (int, any) {
 
 func newTestClient(t *testing.T, fv *fakeVault) (*Client, *Metrics) {
 	t.Helper()
+	auth := AppRoleAuth("approle", "role-id", func(context.Context) (string, error) { return "secret-id", nil })
+	return newClientWith(t, fv, auth, clocktesting.NewFakeClock(time.Unix(1_900_000_000, 0)))
+}
+
+// newClientWith builds a client of fv that logs in with auth.
+func newClientWith(t *testing.T, fv *fakeVault, auth Auth, clk *clocktesting.FakeClock) (*Client, *Metrics) {
+	t.Helper()
 	srv := httptest.NewServer(fv)
 	t.Cleanup(srv.Close)
 	m, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := AppRoleAuth("approle", "role-id", func(context.Context) (string, error) { return "secret-id", nil })
-	c, err := NewClient(Config{Address: srv.URL, Auth: auth}, m, clocktesting.NewFakeClock(time.Unix(1_900_000_000, 0)))
+	c, err := NewClient(Config{Address: srv.URL, Auth: auth}, m, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,21 +160,7 @@ func TestConcurrent403sShareOneRelogin(t *testing.T) {
 		return signOK()
 	}
 	c, _ := newTestClient(t, fv)
-	var wg sync.WaitGroup
-	errs := make(chan error, 20)
-	for range 20 {
-		wg.Go(func() {
-			_, err := c.Sign(context.Background(), leafReq)
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	signConcurrently(t, c, 20, func() {})
 	if got := fv.logins.Load(); got != 2 {
 		t.Fatalf("logins = %d, want 2 (one, then one shared re-login)", got)
 	}
@@ -229,6 +221,31 @@ func TestFailedReloginAfter403IsALoginError(t *testing.T) {
 	}
 }
 
+// signConcurrently runs n Signs at once; meanwhile, once all have started,
+// it runs during. Every Sign must succeed.
+func signConcurrently(t *testing.T, c *Client, n int, during func()) {
+	t.Helper()
+	var started, done sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		started.Add(1)
+		done.Go(func() {
+			started.Done()
+			_, err := c.Sign(context.Background(), leafReq)
+			errs <- err
+		})
+	}
+	started.Wait()
+	during()
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // slowAPIServer stands in for the Kubernetes API server behind a
 // Kubernetes-auth login: each TokenRequest waits until the test releases
 // it, a slowness a real API server cannot be made to show on cue.
@@ -285,17 +302,7 @@ func (a *slowAPIServer) unblock() {
 
 func newKubernetesClient(t *testing.T, fv *fakeVault, api *slowAPIServer, clk *clocktesting.FakeClock) (*Client, *Metrics) {
 	t.Helper()
-	srv := httptest.NewServer(fv)
-	t.Cleanup(srv.Close)
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewClient(Config{Address: srv.URL, Auth: KubernetesAuth("kubernetes", "role", api.jwt)}, m, clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, m
+	return newClientWith(t, fv, KubernetesAuth("kubernetes", "role", api.jwt), clk)
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -319,26 +326,10 @@ func TestConcurrentCallersShareOneSlowLogin(t *testing.T) {
 	fv.login = func(n int32) (int, any) { return loginOK(fmt.Sprintf("token-%d", n), 3600) }
 	c, m := newKubernetesClient(t, fv, api, clocktesting.NewFakeClock(time.Unix(1_900_000_000, 0)))
 	const n = 20
-	var started, done sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		started.Add(1)
-		done.Go(func() {
-			started.Done()
-			_, err := c.Sign(context.Background(), leafReq)
-			errs <- err
-		})
-	}
-	started.Wait()
-	waitFor(t, "the login's TokenRequest", func() bool { return api.requests.Load() == 1 })
-	api.unblock()
-	done.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	signConcurrently(t, c, n, func() {
+		waitFor(t, "the login's TokenRequest", func() bool { return api.requests.Load() == 1 })
+		api.unblock()
+	})
 	if got := fv.logins.Load(); got != 1 {
 		t.Errorf("Vault logins = %d, want 1 for %d concurrent callers", got, n)
 	}

@@ -6,11 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/meta"
 
-	"github.com/meshtrust/meshtrust/internal/kube"
 	"github.com/meshtrust/meshtrust/internal/status"
-	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 type statusFlags struct {
@@ -78,7 +75,7 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 	}
 	inputs := make([]status.Input, len(contexts))
 	for i, name := range contexts {
-		inputs[i] = readCluster(ctx, kc, name, f)
+		inputs[i] = status.Read(ctx, kc, name, f.namespace, f.secret, f.timeout)
 	}
 	report := status.Build(inputs, e.now(), status.Options{ExpectedRoots: f.expectRoots})
 	if err := status.Render(e.streams.Out, report, e.output); err != nil {
@@ -99,31 +96,4 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 		return &UnhealthyError{Clusters: report.Unhealthy(), Summary: status.Verdict(report)}
 	}
 	return nil
-}
-
-// readCluster never fails: whatever goes wrong is recorded in the Input, so
-// one unreachable cluster does not hide the others.
-func readCluster(ctx context.Context, kc kube.Kubeconfig, name string, f *statusFlags) status.Input {
-	in := status.Input{Context: name}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	cfg, err := kc.RESTConfig(name)
-	if err != nil {
-		in.Err = err
-		return in
-	}
-	clients, err := kube.NewClients(cfg)
-	if err != nil {
-		in.Err = err
-		return in
-	}
-	if in.Secret, err = kube.ReadCacerts(ctx, clients.Clientset, f.namespace, f.secret); err != nil {
-		in.Err = err
-		return in
-	}
-	in.Certificates, err = kube.OptedInCertificates(ctx, clients.Client, vaultcontract.OptInAnnotation)
-	if err != nil && !meta.IsNoMatchError(err) {
-		in.CertificatesErr = err
-	}
-	return in
 }

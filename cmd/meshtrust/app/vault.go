@@ -139,7 +139,7 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine")
+	f.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine")
 	f.StringVar(&o.IssuerName, "issuer-name", "meshtrust-root", "name of the root issuer in the mount")
 	f.StringVar(&o.CommonName, "common-name", "meshtrust root CA", "common name of the root certificate")
 	f.StringVar(&o.KeyType, "key-type", "ec", "root key type: ec, rsa or ed25519")
@@ -432,31 +432,10 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 			if err := e.checkOutput("table", "json", "yaml"); err != nil {
 				return err
 			}
-			if err := vaultcontract.ValidateClusterName(cluster); err != nil {
+			o.Cluster, o.Auth, o.DisableAuthMount = cluster, vaultadmin.AuthKind(authKind), !keepMount
+			o.Default()
+			if err := o.Validate(); err != nil {
 				return err
-			}
-			if o.PolicyName == "" {
-				o.PolicyName = vaultcontract.PolicyName(cluster)
-			}
-			if o.Role == "" {
-				o.Role = vaultcontract.RoleName(cluster)
-			}
-			if o.CommonName == "" {
-				o.CommonName = vaultcontract.IntermediateCommonName(cluster)
-			}
-			o.Cluster, o.Auth = cluster, vaultadmin.AuthKind(authKind)
-			switch o.Auth {
-			case vaultadmin.AuthKubernetes:
-				if o.AuthMount == "" {
-					o.AuthMount = vaultcontract.KubernetesAuthMount(cluster)
-				}
-				o.DisableAuthMount = !keepMount
-			case vaultadmin.AuthAppRole:
-				if o.AuthMount == "" {
-					o.AuthMount = vaultcontract.AppRoleAuthMount
-				}
-			default:
-				return fmt.Errorf("invalid --auth %q: want kubernetes or approle", authKind)
 			}
 			o.Now = e.now()
 			c, _, err := vf.connect(cmd.Context(), e)
@@ -572,7 +551,7 @@ and changes nothing.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.IssuerName, "issuer-name", "", "the root issuer to delete (required)")
-	f.StringVar(&o.Mount, "mount", "pki", "path of the PKI secrets engine")
+	f.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine")
 	f.BoolVar(&o.Force, "force", false, "skip the check that no ACL policy still grants signing under the root")
 	f.BoolVar(&o.DeleteKey, "delete-key", false, "also delete the root's private key from the mount")
 	_ = cmd.MarkFlagRequired("issuer-name")
