@@ -165,6 +165,13 @@ func TestDryRun(t *testing.T) {
 		expectApplied(t, p, c.run(t, append(args, "-o", "json")...))
 		expectNothingPlanned(t, dryRun(t, args...))
 	})
+
+	step("plans print no secret", func(t *testing.T) {
+		out := c.printed()
+		if strings.Contains(out, l.Vault.RootToken) || strings.Contains(out, "eyJ") || strings.Contains(out, "PRIVATE KEY") {
+			t.Error("a plan or a result printed the Vault token, a JWT or a private key")
+		}
+	})
 }
 
 func findStep(p planJSON, name string) *planStep {
