@@ -77,6 +77,22 @@ func ResidentBytes(pids ...int) uint64 {
 	return total
 }
 
+// PeakResidentBytes is the peak resident set size of pid (VmHWM), read
+// from /proc; zero if the process is gone.
+func PeakResidentBytes(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kib << 10
+		}
+	}
+	return 0
+}
+
 type procStat struct {
 	pid, ppid int
 	state     string

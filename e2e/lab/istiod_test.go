@@ -1,0 +1,249 @@
+package lab_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshtrust/meshtrust/e2e/istio"
+	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
+	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
+)
+
+// TestIstiod runs a real istiod in a lab cluster with cacerts written
+// straight into the Secret (no meshtrust), and proves what the stories
+// rely on, from istiod's side: its own self-signed CA when there is no
+// cacerts; the plugged-in CA after a restart; the projector's updates
+// reaching istiod's file watcher; which changes istiod takes and which it
+// refuses (keeping its CA); and that an exited istiod is reported with its
+// log file.
+func TestIstiod(t *testing.T) {
+	l := lab.New(t, lab.Options{Clusters: []string{"c1"}, Vault: lab.VaultNone, NoCertManager: true, Istiod: true})
+	c := l.Clusters[0]
+	i := c.Istiod
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	agent, err := mesh.Workload(c, "default", "sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	if i.TrustDomain != "c1" || agent.ID() != "spiffe://c1/ns/default/sa/sleep" {
+		t.Fatalf("trust domain %q, workload %s; want the cluster's name as trust domain", i.TrustDomain, agent.ID())
+	}
+
+	// No cacerts: istiod's own CA, a self-signed root it publishes.
+	requireLine(t, i, 0, istio.SelfSignedCALine)
+	var self *mesh.Served
+	lab.Eventually(t, mesh.IstiodWait, "a certificate from istiod's self-signed CA", func(ctx context.Context) error {
+		var err error
+		self, err = issuedUnder(ctx, c, agent, nil)
+		return err
+	})
+	if leaf := self.Identity.Cert.Leaf; len(leaf.URIs) != 1 || leaf.URIs[0].String() != agent.ID() {
+		t.Fatalf("self-signed istiod issued %v, want %s (the mesh config's trust domain)", leaf.URIs, agent.ID())
+	}
+	t.Logf("before cacerts: istiod signs %s with its self-signed root %q", agent.ID(), self.Identity.Cert.Leaf.Issuer)
+
+	now := time.Now()
+	r1 := pkitest.New(t, now, pkitest.Spec{CN: "lab root 1"}, nil)
+	r2 := pkitest.New(t, now, pkitest.Spec{CN: "lab root 2"}, nil)
+	r3 := pkitest.New(t, now, pkitest.Spec{CN: "lab root 3"}, nil)
+	i1 := intermediate(t, now, r1)
+
+	// cacerts appears; istiod, on its self-signed CA, watches nothing until
+	// it restarts with the volume in place.
+	rv := writeCACerts(ctx, t, c, cacerts(t, i1, r1, r1.PEM()))
+	if _, err := i.CACerts.WaitProjected(ctx, rv); err != nil {
+		t.Fatal(err)
+	}
+	requireVolume(t, i.CACerts)
+	line, _, err := mesh.PlugIn(ctx, c, agent, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after a restart: istiod logged %q and signs with %q", line.Message(), i1.Cert.Subject.CommonName)
+
+	// Refused: istiod logs why and keeps signing with i1.
+	i2 := intermediate(t, now, r2)
+	other := pkitest.New(t, now, pkitest.Spec{CN: "unrelated key"}, nil)
+	for _, tc := range []struct {
+		name string
+		data map[string][]byte
+		want string
+	}{
+		{"ca-key.pem is another certificate's key", withKey(t, cacerts(t, i1, r1, r1.PEM()), other), "Failed to update new Plug-in CA certs"},
+		{"root-cert.pem neither contains nor is contained in the current one", cacerts(t, i2, r2, r2.PEM()), "Updating new ROOT-CA not supported"},
+		{"the intermediate does not chain to root-cert.pem", cacerts(t, i2, r2, r1.PEM()), "Failed to update new Plug-in CA certs"},
+	} {
+		writeCACerts(ctx, t, c, tc.data)
+		_, _, err := mesh.WaitIstiodTakes(ctx, c, agent, "default")
+		var refused *lab.CACertsRefusedError
+		if !errors.As(err, &refused) || !strings.Contains(refused.Line.Text, tc.want) {
+			t.Fatalf("%s: waiting for istiod to take it: %v; want a refusal quoting %q", tc.name, err, tc.want)
+		}
+		if _, err := issuedUnder(ctx, c, agent, i1.Cert); err != nil {
+			t.Fatalf("%s: istiod no longer serves the previous CA: %v", tc.name, err)
+		}
+		if err := published(ctx, c, r1.Cert); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		t.Logf("refused (%s): %v; istiod still signs with %q", tc.name, err, i1.Cert.Subject.CommonName)
+	}
+
+	// Accepted: a renewed intermediate, a root added, the old root dropped.
+	i1b := intermediate(t, now, r1)
+	i3 := intermediate(t, now, r3)
+	for _, tc := range []struct {
+		name     string
+		ca, root *pkitest.Cert
+		roots    []*pkitest.Cert
+	}{
+		{"a renewed intermediate", i1b, r1, []*pkitest.Cert{r1}},
+		{"root-cert.pem gains a root", i1b, r1, []*pkitest.Cert{r1, r3}},
+		{"root-cert.pem loses the old root, the intermediate moves to the new one", i3, r3, []*pkitest.Cert{r3}},
+	} {
+		var bundle []byte
+		var want []*x509.Certificate
+		for _, r := range tc.roots {
+			bundle = append(bundle, r.PEM()...)
+			want = append(want, r.Cert)
+		}
+		writeCACerts(ctx, t, c, cacerts(t, tc.ca, tc.root, bundle))
+		r, _, err := mesh.WaitIstiodTakes(ctx, c, agent, "default")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if err := published(ctx, c, want...); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		t.Logf("accepted (%s): %s", tc.name, r.Verdict.Message())
+	}
+
+	// istiod exits: what waits on it says so and names its log.
+	if err := i.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 30*time.Second, "the lab to notice istiod's exit", func(context.Context) error {
+		if i.Exited() == nil {
+			return errors.New("istiod still counts as running")
+		}
+		return nil
+	})
+	_, _, err = mesh.WaitIstiodTakes(ctx, c, agent, "default")
+	if err == nil || !strings.Contains(err.Error(), i.LogPath) {
+		t.Fatalf("waiting on an exited istiod: %v; want an error naming %s", err, i.LogPath)
+	}
+	t.Logf("istiod killed: %v", err)
+}
+
+// issuedUnder gets a certificate from istiod (mesh.Serve checks it
+// verifies with what istiod publishes) and checks that wantCA signed it
+// (nil: a root directly).
+func issuedUnder(ctx context.Context, c *lab.Cluster, agent *istio.Agent, wantCA *x509.Certificate) (*mesh.Served, error) {
+	s, err := mesh.Serve(ctx, c, agent, "default")
+	if err != nil {
+		return nil, err
+	}
+	got := s.Intermediate()
+	switch {
+	case wantCA == nil && got != nil:
+		return nil, fmt.Errorf("signed by %q, want a root directly", got.Subject.CommonName)
+	case wantCA != nil && (got == nil || !got.Equal(wantCA)):
+		return nil, fmt.Errorf("istiod signs with %v, not %q", got, wantCA.Subject.CommonName)
+	}
+	return s, nil
+}
+
+func published(ctx context.Context, c *lab.Cluster, want ...*x509.Certificate) error {
+	got, err := istio.PublishedRoots(ctx, c.Clientset, "default")
+	if err != nil {
+		return err
+	}
+	if len(got.Certs) != len(want) {
+		return fmt.Errorf("istio-ca-root-cert holds %d roots, want %d", len(got.Certs), len(want))
+	}
+	for n := range want {
+		if !got.Certs[n].Equal(want[n]) {
+			return fmt.Errorf("istio-ca-root-cert root %d is %q, want %q", n, got.Certs[n].Subject.CommonName, want[n].Subject.CommonName)
+		}
+	}
+	return nil
+}
+
+func requireLine(t *testing.T, i *lab.Istiod, mark lab.LogMark, line string) {
+	t.Helper()
+	lines, err := i.LinesSince(mark, line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) == 0 {
+		t.Fatalf("istiod did not log %q (log: %s)", line, i.LogPath)
+	}
+}
+
+// requireVolume checks kubelet's layout: every key a symlink through
+// ..data into a hidden timestamped directory.
+func requireVolume(t *testing.T, p *lab.Projector) {
+	t.Helper()
+	target, err := os.Readlink(filepath.Join(p.Dir, "..data"))
+	if err != nil || !strings.HasPrefix(target, "..20") {
+		t.Fatalf("%s/..data -> %q (%v), want a timestamped directory", p.Dir, target, err)
+	}
+	for _, key := range []string{pki.CACertKey, pki.CAKeyKey, pki.CertChainKey, pki.RootCertKey} {
+		if got, err := os.Readlink(filepath.Join(p.Dir, key)); err != nil || got != "..data/"+key {
+			t.Fatalf("%s/%s -> %q (%v), want ..data/%s", p.Dir, key, got, err, key)
+		}
+	}
+}
+
+func intermediate(t *testing.T, now time.Time, root *pkitest.Cert) *pkitest.Cert {
+	return pkitest.New(t, now, pkitest.Spec{CN: "c1 intermediate", MaxPathLenZero: true, PermittedURIDomains: []string{"c1"}}, root)
+}
+
+// cacerts is Istio's layout for ca signed by root, with roots as
+// root-cert.pem.
+func cacerts(t *testing.T, ca, root *pkitest.Cert, roots []byte) map[string][]byte {
+	return map[string][]byte{
+		pki.CACertKey:    ca.PEM(),
+		pki.CAKeyKey:     ca.KeyPEM(t),
+		pki.CertChainKey: append(ca.PEM(), root.PEM()...),
+		pki.RootCertKey:  roots,
+	}
+}
+
+func withKey(t *testing.T, data map[string][]byte, other *pkitest.Cert) map[string][]byte {
+	data[pki.CAKeyKey] = other.KeyPEM(t)
+	return data
+}
+
+// writeCACerts writes the cacerts Secret as an operator with kubectl would,
+// and returns its resourceVersion.
+func writeCACerts(ctx context.Context, t *testing.T, c *lab.Cluster, data map[string][]byte) string {
+	t.Helper()
+	secrets := c.Clientset.CoreV1().Secrets(istio.Namespace)
+	s, err := secrets.Get(ctx, istio.CACertsSecret, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		s, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: istio.Namespace, Name: istio.CACertsSecret}, Data: data}, metav1.CreateOptions{})
+	case err == nil:
+		s.Data = data
+		s, err = secrets.Update(ctx, s, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatalf("writing Secret %s/%s: %v", istio.Namespace, istio.CACertsSecret, err)
+	}
+	return s.ResourceVersion
+}
