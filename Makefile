@@ -112,7 +112,7 @@ test: tools lint verify-generate verify-manifests
 
 # Benchmarks print their figures; none is asserted. Each starts its own lab.
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer ./e2e/rotation
 
 demo: tools build
 	$(GO) run ./e2e/demo

@@ -51,6 +51,8 @@ type Projector struct {
 
 // Projection is one write of the volume.
 type Projection struct {
+	// Received is when the projector's watch delivered the version.
+	Received time.Time
 	// At is when the new version became visible (the ..data swap): a
 	// reader that opens the files later reads this version.
 	At time.Time
@@ -141,6 +143,7 @@ func startProjector(ctx context.Context, cs kubernetes.Interface, obj runtime.Ob
 
 // project writes o's keys (none for nil) into the volume.
 func (p *Projector) project(o runtime.Object) {
+	received := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	data := map[string][]byte{}
@@ -166,7 +169,7 @@ func (p *Projector) project(o runtime.Object) {
 			at = time.Now()
 		}
 	}
-	p.writes = append(p.writes, Projection{At: at, ResourceVersion: rv, Keys: slices.Sorted(maps.Keys(data))})
+	p.writes = append(p.writes, Projection{Received: received, At: at, ResourceVersion: rv, Keys: slices.Sorted(maps.Keys(data))})
 	close(p.changed)
 	p.changed = make(chan struct{})
 }

@@ -59,11 +59,6 @@ func LoadCA(data map[string][]byte) (*CA, error) {
 	return &CA{Cert: b.Cert, Key: b.Key.Signer, Chain: chain, Roots: roots}, nil
 }
 
-// SPIFFEID returns spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>.
-func SPIFFEID(trustDomain, namespace, serviceAccount string) string {
-	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", trustDomain, namespace, serviceAccount)
-}
-
 // Issue signs a certificate for id with ca's key, valid from now for ttl,
 // shaped as istiod shapes a workload certificate: URI SAN only, server and
 // client auth, chain appended. Nothing in the lab trusts it for being
