@@ -29,6 +29,9 @@ const (
 	CRLConfigMap = "istio-ca-crl"
 	// RootCertKey is the key of the bundle in RootCertConfigMap.
 	RootCertKey = "root-cert.pem"
+	// CRLKey is the key of the CRL in CRLConfigMap, and of the CRL file in
+	// cacerts.
+	CRLKey = "ca-crl.pem"
 	// ServerName is the DNS name in istiod's serving certificate that an
 	// agent checks when it dials the CA (its CAEndpointSAN).
 	ServerName = "istiod.istio-system.svc"
@@ -61,6 +64,10 @@ func CACertsRefusals() []string {
 		"Failed generating plugged-in istiod key cert",
 	}
 }
+
+// ReloadedCRLLine is what istiod logs once it publishes a changed
+// ca-crl.pem.
+const ReloadedCRLLine = "Istiod has detected the newly added CRL file and updated its CRL accordingly"
 
 // Lines istiod logs at start-up about the CA it runs.
 const (

@@ -1,12 +1,18 @@
 package lab_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +29,14 @@ import (
 )
 
 // TestIstiod runs a real istiod in a lab cluster with cacerts written
-// straight into the Secret (no meshtrust), and proves what the stories
-// rely on, from istiod's side: its own self-signed CA when there is no
-// cacerts; the plugged-in CA after a restart; the projector's updates
-// reaching istiod's file watcher; which changes istiod takes and which it
-// refuses (keeping its CA); and that an exited istiod is reported with its
-// log file.
+// straight into the Secret (no meshtrust: around the syncer), and proves
+// what the stories rely on, from istiod's side: every listener on
+// 127.0.0.1; its own self-signed CA when there is no cacerts, with the
+// mesh config's trust domain; the plugged-in CA after a restart; the
+// projector's updates reaching istiod's file watcher; which changes istiod
+// takes and which it refuses, quoting its log and keeping its CA; a CRL in
+// cacerts published in istio-ca-crl; and that an exited istiod is reported
+// with its log file.
 func TestIstiod(t *testing.T) {
 	l := lab.New(t, lab.Options{Clusters: []string{"c1"}, Vault: lab.VaultNone, NoCertManager: true, Istiod: true})
 	c := l.Clusters[0]
@@ -43,6 +51,22 @@ func TestIstiod(t *testing.T) {
 	if i.TrustDomain != "c1" || agent.ID() != "spiffe://c1/ns/default/sa/sleep" {
 		t.Fatalf("trust domain %q, workload %s; want the cluster's name as trust domain", i.TrustDomain, agent.ID())
 	}
+
+	// Every listener of istiod's is on the loopback address, on the ports
+	// the lab chose.
+	addrs, err := lab.ListeningAddrs(i.PID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if host, _, _ := net.SplitHostPort(a); host != "127.0.0.1" {
+			t.Fatalf("istiod listens on %s; every listener must be on 127.0.0.1 (all: %v)", a, addrs)
+		}
+	}
+	if !slices.Contains(addrs, i.SecureGRPCAddr) || !slices.Contains(addrs, i.HTTPAddr) || !slices.Contains(addrs, i.MonitoringAddr) {
+		t.Fatalf("istiod listens on %v, which lacks its CA %s, HTTP %s or monitoring %s address", addrs, i.SecureGRPCAddr, i.HTTPAddr, i.MonitoringAddr)
+	}
+	t.Logf("istiod listens on %v", addrs)
 
 	// No cacerts: istiod's own CA, a self-signed root it publishes.
 	requireLine(t, i, 0, istio.SelfSignedCALine)
@@ -131,6 +155,30 @@ func TestIstiod(t *testing.T) {
 		}
 		t.Logf("accepted (%s): %s", tc.name, r.Verdict.Message())
 	}
+
+	// A CRL in cacerts: istiod publishes it in every namespace. It takes
+	// ca-crl.pem only with a CRL from every CA of cert-chain.pem, the root
+	// too (Envoy needs one for each CA of a chain once any has one).
+	crl := append(revocationList(t, now, i3, i1b.Cert), revocationList(t, now, r3)...)
+	withCRL := cacerts(t, i3, r3, r3.PEM())
+	withCRL[istio.CRLKey] = crl
+	mark := i.Mark()
+	writeCACerts(ctx, t, c, withCRL)
+	if _, _, err := mesh.WaitIstiodTakes(ctx, c, agent, "default"); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, mesh.IstiodWait, "istiod to publish the CRL in istio-ca-crl", func(ctx context.Context) error {
+		got, err := istio.PublishedCRL(ctx, c.Clientset, "default")
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, crl) {
+			return errors.New("istio-ca-crl holds another CRL")
+		}
+		return nil
+	})
+	requireLine(t, i, mark, istio.ReloadedCRLLine)
+	t.Logf("ca-crl.pem in cacerts: istiod logged %q and published it in istio-ca-crl", istio.ReloadedCRLLine)
 
 	// istiod exits: what waits on it says so and names its log.
 	if err := i.Kill(); err != nil {
@@ -222,6 +270,25 @@ func cacerts(t *testing.T, ca, root *pkitest.Cert, roots []byte) map[string][]by
 		pki.CertChainKey: append(ca.PEM(), root.PEM()...),
 		pki.RootCertKey:  roots,
 	}
+}
+
+// revocationList is a PEM CRL signed by ca that revokes the certificates
+// given.
+func revocationList(t *testing.T, now time.Time, ca *pkitest.Cert, revoked ...*x509.Certificate) []byte {
+	var entries []x509.RevocationListEntry
+	for _, r := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.SerialNumber, RevocationTime: now})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:                    big.NewInt(1),
+		ThisUpdate:                now.Add(-time.Minute),
+		NextUpdate:                now.Add(24 * time.Hour),
+		RevokedCertificateEntries: entries,
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 }
 
 func withKey(t *testing.T, data map[string][]byte, other *pkitest.Cert) map[string][]byte {
