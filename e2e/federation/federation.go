@@ -402,7 +402,7 @@ func (s *story) plugIn(ctx context.Context, check string, names ...string) {
 		s.say("  %s: istiod logged %q; signs %s with intermediate serial %x; %s publishes root %s",
 			n, line.Message(), s.agents[n].ID(), served.Intermediate().SerialNumber, istio.RootCertConfigMap, rootName(served.Roots.Certs[0]))
 	}
-	s.check(check, errors.Join(errs...), "each istiod reloaded from the projected cacerts")
+	s.check(check, errors.Join(errs...), "restarted on the projected cacerts, istiod signs with meshtrust's intermediate")
 }
 
 // handshake has the client workload (its certificate and published bundle
