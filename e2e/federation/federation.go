@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -154,6 +155,8 @@ func (s *story) run(ctx context.Context) error {
 		}
 	}
 
+	s.meshConfigs(ctx)
+
 	s.say("before federation: each cluster's istiod runs its own self-signed CA (Istio's default)")
 	s.beforeFederation(ctx)
 
@@ -234,6 +237,26 @@ func (s *story) check(name string, err error, detail string) {
 func (s *story) cli(ctx context.Context, args ...string) (string, int) {
 	out, errOut, code := s.owner.Run(ctx, args...)
 	return out + errOut, code
+}
+
+// meshConfigs checks that each istiod runs with its cluster's trust domain
+// and the other clusters' as aliases, as istiod itself reports them.
+func (s *story) meshConfigs(ctx context.Context) {
+	var errs []error
+	for _, c := range s.lab.Clusters {
+		mc, err := c.Istiod.ActiveMesh(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.say("  %s's istiod: trustDomain %s, trustDomainAliases %v (the istio ConfigMap, projected into --meshConfig)",
+			c.Name, mc.GetTrustDomain(), mc.GetTrustDomainAliases())
+		if mc.GetTrustDomain() != c.Istiod.TrustDomain || !slices.Equal(mc.GetTrustDomainAliases(), c.Istiod.Aliases) {
+			errs = append(errs, fmt.Errorf("%s's istiod runs trustDomain %q, aliases %v; want %q, %v",
+				c.Name, mc.GetTrustDomain(), mc.GetTrustDomainAliases(), c.Istiod.TrustDomain, c.Istiod.Aliases))
+		}
+	}
+	s.check("istiods run their trust domains, the others as aliases", errors.Join(errs...), "read from istiod's /debug/mesh")
 }
 
 // beforeFederation shows the problem: two clusters whose istiods sign

@@ -23,6 +23,7 @@ func TestFederation(t *testing.T) {
 		t.Fatalf("federation story failed: %v\n%s\n%s", err, out.String(), summary.String())
 	}
 	want := []string{
+		"istiods run their trust domains, the others as aliases",
 		"before: workloads of self-signed istiods refuse each other",
 		"same root, different intermediates",
 		"istiod signs with meshtrust's intermediate",

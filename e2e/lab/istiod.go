@@ -251,6 +251,29 @@ func (i *Istiod) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	})
 }
 
+// ActiveMesh is the mesh config istiod runs with, from its debug endpoint
+// (/debug/mesh on its HTTP address): what it read through --meshConfig.
+func (i *Istiod) ActiveMesh(ctx context.Context) (*meshv1alpha1.MeshConfig, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+i.HTTPAddr+"/debug/mesh", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading istiod's mesh config: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading istiod's mesh config: status %d, %v", resp.StatusCode, err)
+	}
+	mc := &meshv1alpha1.MeshConfig{}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, mc); err != nil {
+		return nil, fmt.Errorf("decoding istiod's mesh config: %w", err)
+	}
+	return mc, nil
+}
+
 // Stop stops istiod with SIGTERM (SIGKILL after a grace period), as
 // kubelet stops a container. The projectors keep running.
 func (i *Istiod) Stop(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -31,12 +32,14 @@ import (
 // TestIstiod runs a real istiod in a lab cluster with cacerts written
 // straight into the Secret (no meshtrust: around the syncer), and proves
 // what the stories rely on, from istiod's side: every listener on
-// 127.0.0.1; its own self-signed CA when there is no cacerts, with the
-// mesh config's trust domain; the plugged-in CA after a restart; the
+// 127.0.0.1; the projected mesh config is the one it runs; its own
+// self-signed CA when there is no cacerts, signing in the mesh config's
+// trust domain; the plugged-in CA after a restart; the
 // projector's updates reaching istiod's file watcher; which changes istiod
 // takes and which it refuses, quoting its log and keeping its CA; a CRL in
-// cacerts published in istio-ca-crl; and that an exited istiod is reported
-// with its log file.
+// cacerts published in istio-ca-crl; CA keys absent from istiod's log and
+// the projector's record, 0600 in the volume; and that an exited istiod is
+// reported with its log file.
 func TestIstiod(t *testing.T) {
 	l := lab.New(t, lab.Options{Clusters: []string{"c1"}, Vault: lab.VaultNone, NoCertManager: true, Istiod: true})
 	c := l.Clusters[0]
@@ -67,6 +70,16 @@ func TestIstiod(t *testing.T) {
 		t.Fatalf("istiod listens on %v, which lacks its CA %s, HTTP %s or monitoring %s address", addrs, i.SecureGRPCAddr, i.HTTPAddr, i.MonitoringAddr)
 	}
 	t.Logf("istiod listens on %v", addrs)
+
+	// The mesh config istiod runs with is the one projected from the
+	// istio ConfigMap.
+	active, err := i.ActiveMesh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active.GetTrustDomain() != "c1" || len(active.GetTrustDomainAliases()) != 0 {
+		t.Fatalf("istiod runs with trustDomain %q and aliases %v, want c1 and none", active.GetTrustDomain(), active.GetTrustDomainAliases())
+	}
 
 	// No cacerts: istiod's own CA, a self-signed root it publishes.
 	requireLine(t, i, 0, istio.SelfSignedCALine)
@@ -180,6 +193,25 @@ func TestIstiod(t *testing.T) {
 	requireLine(t, i, mark, istio.ReloadedCRLLine)
 	t.Logf("ca-crl.pem in cacerts: istiod logged %q and published it in istio-ca-crl", istio.ReloadedCRLLine)
 
+	// The CA keys stay secret: the volume holds them as 0600, and neither
+	// istiod's log nor the projector's record shows one.
+	st, err := os.Stat(filepath.Join(i.CACerts.Dir, pki.CAKeyKey))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s in the cacerts volume: %v, mode %v; want 0600", pki.CAKeyKey, err, st.Mode().Perm())
+	}
+	logText, err := os.ReadFile(i.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*pkitest.Cert{i1, i1b, i2, i3, other} {
+		if body := keyBody(t, k); bytes.Contains(logText, []byte(body)) || bytes.Contains(logText, []byte("PRIVATE KEY")) {
+			t.Fatalf("istiod's log %s shows a CA private key", i.LogPath)
+		}
+		if strings.Contains(fmt.Sprint(i.CACerts.Projections()), keyBody(t, k)) {
+			t.Fatal("the projector's record shows a CA private key")
+		}
+	}
+
 	// istiod exits: what waits on it says so and names its log.
 	if err := i.Kill(); err != nil {
 		t.Fatal(err)
@@ -289,6 +321,12 @@ func revocationList(t *testing.T, now time.Time, ca *pkitest.Cert, revoked ...*x
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}
+
+// keyBody is the base64 body of the key's PEM, the part a leak would show.
+func keyBody(t *testing.T, c *pkitest.Cert) string {
+	block, _ := pem.Decode(c.KeyPEM(t))
+	return base64.StdEncoding.EncodeToString(block.Bytes)[:64]
 }
 
 func withKey(t *testing.T, data map[string][]byte, other *pkitest.Cert) map[string][]byte {
