@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -191,26 +192,44 @@ func (i *Istiod) configure(c *Cluster) error {
 // published a trust bundle in istio-system. It is an error to start a
 // running istiod.
 func (i *Istiod) Start(ctx context.Context) error {
+	cmd, done, err := i.launch()
+	if err != nil {
+		return err
+	}
+	if err := i.waitReady(ctx, done); err != nil {
+		i.mu.Lock()
+		i.cmd = nil
+		i.mu.Unlock()
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		return errors.Join(err, stopProcess(stopCtx, cmd, done))
+	}
+	return nil
+}
+
+// launch starts the process; done closes when it has exited.
+func (i *Istiod) launch() (*exec.Cmd, chan struct{}, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.cmd != nil {
-		return fmt.Errorf("istiod for %s is already running", i.Cluster)
+		return nil, nil, fmt.Errorf("istiod for %s is already running", i.Cluster)
 	}
 	logFile, err := os.OpenFile(i.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("opening istiod's log: %w", err)
+		return nil, nil, fmt.Errorf("opening istiod's log: %w", err)
 	}
 	i.starts++
 	fmt.Fprintf(logFile, "# lab: starting istiod for cluster %s (start %d) at %s\n", i.Cluster, i.starts, time.Now().UTC().Format(time.RFC3339Nano))
 	cmd := exec.Command(i.binary, i.args...)
-	// istiod writes its own DNS certificate under ./var/run/secrets.
+	// istiod resolves its default paths (./etc/cacerts, ./var/run/secrets/…)
+	// against its working directory: keep them in the lab.
 	cmd.Dir = i.dir
 	cmd.Env = i.env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = childProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		return fmt.Errorf("starting istiod for %s: %w", i.Cluster, err)
+		return nil, nil, fmt.Errorf("starting istiod for %s: %w", i.Cluster, err)
 	}
 	done := make(chan struct{})
 	i.cmd, i.done, i.exitErr, i.startedAt = cmd, done, nil, time.Now()
@@ -224,10 +243,7 @@ func (i *Istiod) Start(ctx context.Context) error {
 		i.mu.Unlock()
 		close(done)
 	}()
-	if err := i.waitReady(ctx, done); err != nil {
-		return err
-	}
-	return nil
+	return cmd, done, nil
 }
 
 func (i *Istiod) waitReady(ctx context.Context, exited <-chan struct{}) error {
