@@ -75,7 +75,7 @@ $(HELM):
 
 # istiod is pilot-discovery, the binary of Istio's control-plane image.
 $(ISTIOD):
-	@echo "tools: building istiod $(ISTIO_VERSION) (pilot-discovery; about 8 minutes on 2 cores when nothing is cached)"
+	@echo "tools: building istiod $(ISTIO_VERSION) (pilot-discovery; about 9 minutes of CPU when nothing is cached)"
 	@cd $(TOOLS_MOD)/istio && $(GO) build -trimpath -ldflags '$(ISTIO_LDFLAGS)' -o $(CURDIR)/$@ istio.io/istio/pilot/cmd/pilot-discovery
 
 generate: $(CONTROLLER_GEN)
