@@ -19,18 +19,25 @@ KUBE_VERSION := $(call tool_version,k8s.io/kubernetes)
 ETCD_VERSION := $(call tool_version,go.etcd.io/etcd/server/v3)
 CONTROLLER_GEN_VERSION := $(call tool_version,sigs.k8s.io/controller-tools)
 HELM_VERSION := $(shell cd $(TOOLS_MOD)/helm && $(GO) list -m -f '{{.Version}}' helm.sh/helm/v3)
+ISTIO_VERSION := $(shell cd $(TOOLS_MOD)/istio && $(GO) list -m -f '{{.Version}}' istio.io/istio)
 
 VAULT := $(TOOLS_DIR)/vault-$(VAULT_VERSION)/vault
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
+ISTIOD := $(TOOLS_DIR)/istiod-$(ISTIO_VERSION)/istiod
 
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 \
 	-X k8s.io/component-base/version.gitMinor=$(KUBE_MINOR) \
 	-X k8s.io/component-base/version.gitTreeState=clean
+
+# istiod reports this as its version (pilot-discovery version, its start-up log).
+ISTIO_LDFLAGS := -X istio.io/istio/pkg/version.buildVersion=$(ISTIO_VERSION) \
+	-X istio.io/istio/pkg/version.buildStatus=Clean \
+	-X istio.io/istio/pkg/version.buildTag=$(ISTIO_VERSION)
 
 TEST_TIMEOUT ?= 60m
 
@@ -50,7 +57,7 @@ build:
 	$(GO) build -o bin/meshtrust-controller ./cmd/meshtrust-controller
 	$(GO) build -o bin/meshtrust ./cmd/meshtrust
 
-tools: $(VAULT) $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) $(HELM)
+tools: $(VAULT) $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) $(HELM) $(ISTIOD)
 
 $(VAULT):
 	@echo "tools: building vault $(VAULT_VERSION) (about 9 minutes on 2 cores when nothing is cached)"
@@ -71,6 +78,11 @@ $(CONTROLLER_GEN):
 $(HELM):
 	@echo "tools: building helm $(HELM_VERSION)"
 	@cd $(TOOLS_MOD)/helm && $(GO) build -trimpath -o $(CURDIR)/$@ helm.sh/helm/v3/cmd/helm
+
+# istiod is pilot-discovery, the binary of Istio's control-plane image.
+$(ISTIOD):
+	@echo "tools: building istiod $(ISTIO_VERSION) (pilot-discovery; about 9 minutes of CPU when nothing is cached)"
+	@cd $(TOOLS_MOD)/istio && $(GO) build -trimpath -ldflags '$(ISTIO_LDFLAGS)' -o $(CURDIR)/$@ istio.io/istio/pilot/cmd/pilot-discovery
 
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./issuer/api/...
@@ -112,7 +124,7 @@ test-unit:
 
 # Benchmarks print their figures; none is asserted. Each starts its own lab.
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer ./e2e/rotation
 
 demo: tools build
 	$(GO) run ./e2e/demo
