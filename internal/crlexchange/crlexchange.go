@@ -30,13 +30,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// The issuer kinds whose CRLs travel through an exchange ConfigMap. They are
+// The issuer kind whose CRLs travel through an exchange ConfigMap. It is
 // issuer/api/v1alpha1's; the syncer does not import the issuer's packages,
-// so they are restated here and a test checks they agree.
+// so it is restated here and a test checks they agree.
 const (
 	Group              = "meshtrust.io"
 	KindClusterIssuer  = "VaultClusterIssuer"
-	KindIssuer         = "VaultIssuer"
 	maxObjectNameBytes = 253
 )
 
@@ -46,6 +45,9 @@ const (
 	// only ConfigMaps that carry it.
 	LabelKey   = "meshtrust.io/crl-exchange"
 	LabelValue = "true"
+	// IssuerAnnotation names the VaultClusterIssuer the ConfigMap is for;
+	// both sides set it, and map the ConfigMap's events back through it.
+	IssuerAnnotation = "meshtrust.io/crl-issuer"
 	// KeyVaultCRLs holds Vault's CRL of every live issuer of the mount
 	// (PEM X509 CRL blocks). Written by the issuer.
 	KeyVaultCRLs = "vault-crl.pem"
@@ -66,7 +68,7 @@ const (
 	SyncerFieldManager = "meshtrust-syncer-crl"
 )
 
-// RefreshAnnotation on a VaultIssuer or VaultClusterIssuer asks its issuer
+// RefreshAnnotation on a VaultClusterIssuer asks its issuer
 // to refresh the CRLs now (any new value); `meshtrust vault revoke` sets it
 // in every cluster it reaches.
 const RefreshAnnotation = "meshtrust.io/crl-refresh"
@@ -76,22 +78,16 @@ func ConfigMapName(kind, name string) string {
 	return boundedName(strings.ToLower(kind)+"-", name, "-crl")
 }
 
-// ConfigMapFor returns the exchange ConfigMap of a Certificate's issuerRef:
-// in clusterResourceNamespace for a VaultClusterIssuer, in the Certificate's
-// namespace for a VaultIssuer. ok is false for any other issuer, whose
-// Certificates get no CRLs.
-func ConfigMapFor(group, kind, name, certNamespace, clusterResourceNamespace string) (types.NamespacedName, bool) {
-	if group != Group || name == "" {
+// ConfigMapFor returns the exchange ConfigMap of a Certificate's issuerRef,
+// in clusterResourceNamespace (where VaultClusterIssuers keep their Secrets
+// too). ok is false for any other issuer, whose Certificates get no CRLs:
+// namespaced VaultIssuers take part in no exchange, which keeps both sides'
+// ConfigMap access to that one namespace.
+func ConfigMapFor(group, kind, name, clusterResourceNamespace string) (types.NamespacedName, bool) {
+	if group != Group || kind != KindClusterIssuer || name == "" {
 		return types.NamespacedName{}, false
 	}
-	switch kind {
-	case KindClusterIssuer:
-		return types.NamespacedName{Namespace: clusterResourceNamespace, Name: ConfigMapName(kind, name)}, true
-	case KindIssuer, "":
-		// cert-manager defaults an empty kind to Issuer, the namespaced kind.
-		return types.NamespacedName{Namespace: certNamespace, Name: ConfigMapName(KindIssuer, name)}, true
-	}
-	return types.NamespacedName{}, false
+	return types.NamespacedName{Namespace: clusterResourceNamespace, Name: ConfigMapName(kind, name)}, true
 }
 
 // OwnKey is the key under which the syncer publishes the intermediates of

@@ -18,10 +18,10 @@ func TestKindsAreTheAPIs(t *testing.T) {
 		t.Errorf("Group %q, the API's is %q", Group, v1alpha1.GroupVersion.Group)
 	}
 	scheme := map[string]bool{}
-	for _, obj := range []any{v1alpha1.VaultIssuer{}, v1alpha1.VaultClusterIssuer{}} {
+	for _, obj := range []any{v1alpha1.VaultClusterIssuer{}} {
 		scheme[reflect.TypeOf(obj).Name()] = true
 	}
-	for _, k := range []string{KindIssuer, KindClusterIssuer} {
+	for _, k := range []string{KindClusterIssuer} {
 		if !scheme[k] {
 			t.Errorf("kind %q is not one of the API's types %v", k, scheme)
 		}
@@ -36,14 +36,12 @@ func TestConfigMapFor(t *testing.T) {
 		ok                  bool
 	}{
 		{"cluster issuer", Group, KindClusterIssuer, "meshtrust-vault", types.NamespacedName{Namespace: "meshtrust-system", Name: "vaultclusterissuer-meshtrust-vault-crl"}, true},
-		{"namespaced issuer", Group, KindIssuer, "vault", types.NamespacedName{Namespace: "istio-system", Name: "vaultissuer-vault-crl"}, true},
-		{"empty kind is the namespaced one", Group, "", "vault", types.NamespacedName{Namespace: "istio-system", Name: "vaultissuer-vault-crl"}, true},
+		{"namespaced issuers take part in no exchange", Group, "VaultIssuer", "vault", types.NamespacedName{}, false},
 		{"cert-manager's own issuer", "cert-manager.io", "ClusterIssuer", "ca", types.NamespacedName{}, false},
-		{"another kind of ours", Group, "Other", "x", types.NamespacedName{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := ConfigMapFor(tt.group, tt.kind, tt.issuer, "istio-system", "meshtrust-system")
+			got, ok := ConfigMapFor(tt.group, tt.kind, tt.issuer, "meshtrust-system")
 			if got != tt.want || ok != tt.ok {
 				t.Fatalf("got %v %v, want %v %v", got, ok, tt.want, tt.ok)
 			}

@@ -1,12 +1,15 @@
 package vaultadmin
 
 import (
+	"context"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
+
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 // policyPath is one path block of a Vault ACL policy, as Vault decodes it.
@@ -118,4 +121,51 @@ func patternTargets(pattern, issuerPath, suffix string) bool {
 		return false
 	}
 	return regexp.MustCompile(re.String()).MatchString(issuerPath + suffix)
+}
+
+// PinnedTrustDomain returns the trust domain an enrol policy pins: the one
+// value its sign-intermediate path allows for permitted_uri_domains. It is
+// "" when the text is no such policy.
+func PinnedTrustDomain(text string) string {
+	f, err := hcl.ParseString(text)
+	if err != nil {
+		return ""
+	}
+	list, ok := f.Node.(*ast.ObjectList)
+	if !ok {
+		return ""
+	}
+	for _, item := range list.Filter("path").Items {
+		if len(item.Keys) == 0 {
+			continue
+		}
+		pattern, ok := item.Keys[0].Token.Value().(string)
+		if !ok || !strings.HasSuffix(pattern, "/sign-intermediate") {
+			continue
+		}
+		var p struct {
+			Allowed map[string][]any `hcl:"allowed_parameters"`
+		}
+		if err := hcl.DecodeObject(&p, item.Val); err != nil {
+			continue
+		}
+		for k, v := range p.Allowed {
+			if strings.EqualFold(k, vaultcontract.ParamPermittedURIDomains) && len(v) == 1 {
+				if td, ok := v[0].(string); ok {
+					return td
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// TrustDomainOf reads the trust domain the cluster's enrol policy pins, for
+// the commands that take only --cluster. It is "" when the policy is gone.
+func TrustDomainOf(ctx context.Context, c *Client, policyName string) (string, error) {
+	text, err := c.API.Sys().GetPolicyWithContext(ctx, policyName)
+	if err != nil && !IsStatus(err, 404) {
+		return "", wrap(c.Addr, "reading policy "+policyName, err)
+	}
+	return PinnedTrustDomain(text), nil
 }

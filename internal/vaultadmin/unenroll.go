@@ -39,7 +39,9 @@ type UnenrollOptions struct {
 	Mount string
 	// TrustDomain and CommonName select the cluster's intermediates for
 	// Revoke: a CA certificate whose only permitted URI domain is TrustDomain
-	// and whose CN is CommonName.
+	// and whose CN is CommonName. An empty TrustDomain is read from the
+	// cluster's policy. It also names the cluster's CRL exchange entry,
+	// which unenrol deletes.
 	TrustDomain, CommonName string
 	// Now is the current time, to skip expired certificates.
 	Now time.Time
@@ -62,9 +64,9 @@ func (o UnenrollOptions) Validate() error {
 	default:
 		return fmt.Errorf("invalid --auth %q: want kubernetes or approle", o.Auth)
 	}
-	if o.Revoke {
+	if o.TrustDomain != "" {
 		if err := vaultcontract.ValidateTrustDomain(o.TrustDomain); err != nil {
-			return fmt.Errorf("--revoke needs the cluster's trust domain: %w", err)
+			return fmt.Errorf("invalid --trust-domain: %w", err)
 		}
 	}
 	return nil
@@ -149,6 +151,13 @@ func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollP
 	if err != nil && !IsStatus(err, 404) {
 		return nil, wrap(c.Addr, "reading policy "+o.PolicyName, err)
 	}
+	td := o.TrustDomain
+	if td == "" {
+		td = PinnedTrustDomain(current)
+	}
+	if o.Revoke && td == "" {
+		return nil, fmt.Errorf("vault at %s: --revoke needs the cluster's trust domain, and policy %s, which would name it, is gone: pass --trust-domain", c.Addr, o.PolicyName)
+	}
 	if current == "" {
 		p.check("policy "+o.PolicyName, SystemVault, "already absent")
 	} else {
@@ -158,7 +167,7 @@ func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollP
 			})
 	}
 	if o.Revoke {
-		rp, err := PlanRevoke(ctx, c, RevokeOptions{Mount: o.Mount, TrustDomain: o.TrustDomain, CommonName: o.CommonName, Now: o.Now})
+		rp, err := PlanRevoke(ctx, c, RevokeOptions{Mount: o.Mount, TrustDomain: td, CommonName: o.CommonName, Now: o.Now})
 		if err != nil {
 			return nil, err
 		}
@@ -166,6 +175,11 @@ func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollP
 			p.add(s)
 		}
 		p.Revoke = rp.Revoke
+	}
+	if td == "" {
+		p.check("CRL exchange entry", SystemVault, "trust domain unknown (policy gone, no --trust-domain): entry left as it is")
+	} else if err := planCRLEntryRemoval(ctx, &p.Plan, c, td); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

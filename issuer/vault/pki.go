@@ -189,24 +189,7 @@ func (c *Client) Roots(ctx context.Context, mount string) ([]*x509.Certificate, 
 	if ok && now.Before(cached.expires) {
 		return cached.certs, nil
 	}
-	path := strings.Trim(mount, "/") + "/issuers"
-	var ids []string
-	err := c.do(ctx, func() error {
-		secret, err := c.api.Logical().ListWithContext(withOp(ctx, "list-issuers"), path)
-		if err != nil {
-			return wrapError("list-issuers", path, err)
-		}
-		ids = nil
-		if secret != nil && secret.Data != nil {
-			keys, _ := secret.Data["keys"].([]any)
-			for _, k := range keys {
-				if s, ok := k.(string); ok {
-					ids = append(ids, s)
-				}
-			}
-		}
-		return nil
-	})
+	ids, err := c.listIssuers(ctx, mount)
 	if err != nil {
 		return nil, err
 	}
