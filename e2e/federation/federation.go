@@ -431,11 +431,13 @@ func (s *story) plugIn(ctx context.Context, check string, names ...string) {
 // handshake has the client workload (its certificate and published bundle
 // from its cluster's istiod) call the server workload over mutual TLS 1.3.
 // Each side verifies the other against the istio-ca-root-cert of its own
-// cluster and checks the peer's SPIFFE ID.
+// cluster and, as Envoy does, every CA of the peer's chain against the
+// CRLs its istiod publishes in istio-ca-crl, and checks the peer's SPIFFE
+// ID.
 func (s *story) handshake(ctx context.Context, client *mesh.Served, clientCluster string, server *mesh.Served, serverCluster string) (workload.Seen, error) {
 	return workload.Handshake(ctx,
-		workload.Peer{Cert: server.Identity.Cert, Roots: server.Roots.Pool, Expect: s.agents[clientCluster].ID()},
-		workload.Peer{Cert: client.Identity.Cert, Roots: client.Roots.Pool, Expect: s.agents[serverCluster].ID()})
+		workload.Peer{Cert: server.Identity.Cert, Roots: server.Roots.Pool, CRLs: server.CRLs, Expect: s.agents[clientCluster].ID()},
+		workload.Peer{Cert: client.Identity.Cert, Roots: client.Roots.Pool, CRLs: client.CRLs, Expect: s.agents[serverCluster].ID()})
 }
 
 // crossClusterMTLS has from's workload call to's, both with certificates
@@ -476,7 +478,7 @@ func (s *story) isolation(ctx context.Context, kind2 *workload.CA) {
 		s.check(name, err, "")
 		return
 	}
-	if _, err = workload.Verify(cert.Certificate, roots.Pool, forged, time.Now()); err == nil {
+	if _, err = workload.Verify(cert.Certificate, roots.Pool, nil, forged, time.Now()); err == nil {
 		s.check(name, errors.New("kind3 accepted a kind3 identity signed by kind2's intermediate"), "")
 		return
 	}

@@ -162,9 +162,21 @@ func ControllerOptions(logger logr.Logger) controllerapp.Options {
 	opts.InProcess = true
 	opts.MetricsRegistry = prometheus.NewRegistry()
 	opts.Issuer.ClusterResourceNamespace = ControllerNamespace
+	opts.Syncer.CRLNamespace = ControllerNamespace
+	// The lab's clusters have no kubelet delay: a CRL published in Vault
+	// reaches the others' istio-ca-crl within one refresh (plus
+	// milliseconds), so a new intermediate waits a little longer than that.
+	opts.Issuer.CRLRefreshInterval = CRLRefreshInterval
+	opts.Syncer.CRLPropagationDelay = CRLPropagationDelay
 	opts.Tune = func(o *ctrl.Options) { o.Logger = logger }
 	return opts
 }
+
+// The lab's CRL timings (production defaults: a minute, five minutes).
+const (
+	CRLRefreshInterval  = 2 * time.Second
+	CRLPropagationDelay = 5 * time.Second
+)
 
 // Controllers is meshtrust's issuer and syncer running for one cluster in
 // this process.

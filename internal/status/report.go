@@ -50,6 +50,9 @@ type Options struct {
 	// Empty means: the root set most clusters hold, if a strict majority
 	// holds one.
 	ExpectedRoots []string
+	// VaultCRLs are Vault's current CRLs; a cluster that carries an older
+	// one of a root it trusts gets a warning. Nil skips the comparison.
+	VaultCRLs []IssuedCRL
 }
 
 // CertInfo describes the intermediate (signing) certificate.
@@ -104,6 +107,8 @@ type Cluster struct {
 	ValidationError string `json:"validationError,omitempty"`
 	// Source is the Certificate cacerts came from, when found.
 	Source *Source `json:"source,omitempty"`
+	// CRL describes ca-crl.pem (Istio layout only).
+	CRL *CRLInfo `json:"crl,omitempty"`
 	// Problems make the cluster unhealthy.
 	Problems []string `json:"problems,omitempty"`
 
@@ -166,8 +171,15 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 		o.ManagedBy = DefaultManagedBy
 	}
 	r := Report{Time: now.UTC(), Warnings: []string{}}
+	var crlWarnings []string
 	for _, in := range inputs {
-		r.Clusters = append(r.Clusters, buildCluster(in, now, o))
+		c := buildCluster(in, now, o)
+		if in.Secret != nil && c.Layout != "" {
+			var w []string
+			w, c.CRL = describeCRL(&c, in.Secret, now, o.VaultCRLs)
+			crlWarnings = append(crlWarnings, w...)
+		}
+		r.Clusters = append(r.Clusters, c)
 	}
 	r.Matrix = buildMatrix(r.Clusters, now)
 	expected := normalizeFingerprints(o.ExpectedRoots)
@@ -190,6 +202,7 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 		}
 	}
 	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
+	r.Warnings = append(r.Warnings, crlWarnings...)
 	r.Healthy = len(r.Unhealthy()) == 0 && len(r.Warnings) == 0 && len(r.Clusters) > 0
 	return r
 }
