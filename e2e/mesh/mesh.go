@@ -35,6 +35,7 @@ import (
 	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/e2e/istio"
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/syncer"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -280,6 +281,19 @@ func ReadyAt(crt *cmapi.Certificate, rev int) error {
 		return fmt.Errorf("revision %d not Ready: %+v", decision.Revision(crt), crt.Status.Conditions)
 	}
 	return nil
+}
+
+// CRLSynced says why the syncer does not report crt's ca-crl.pem complete
+// yet (its CRLSynced condition), or nil once it does.
+func CRLSynced(crt *cmapi.Certificate) error {
+	if apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: syncer.ConditionCRLSynced, Status: cmmeta.ConditionTrue}) {
+		return nil
+	}
+	c := apiutil.GetCertificateCondition(crt, syncer.ConditionCRLSynced)
+	if c == nil {
+		return fmt.Errorf("no %s condition yet", syncer.ConditionCRLSynced)
+	}
+	return fmt.Errorf("%s=%s: %s: %s", syncer.ConditionCRLSynced, c.Status, c.Reason, c.Message)
 }
 
 // CounterTotal is the sum of every series of the counter called name that g

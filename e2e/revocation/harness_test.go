@@ -146,8 +146,8 @@ func (e *env) waitCRLSynced(name string) *corev1.Secret {
 		if err := mesh.ReadyAt(crt, 0); err != nil {
 			return err
 		}
-		if !apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: syncer.ConditionCRLSynced, Status: cmmeta.ConditionTrue}) {
-			return fmt.Errorf("%s not True: %+v", syncer.ConditionCRLSynced, crt.Status.Conditions)
+		if err := mesh.CRLSynced(crt); err != nil {
+			return err
 		}
 		if !apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: syncer.ConditionCACertsSynced, Status: cmmeta.ConditionTrue}) {
 			return fmt.Errorf("%s not True: %+v", syncer.ConditionCACertsSynced, crt.Status.Conditions)

@@ -77,6 +77,13 @@ func describeCRL(c *Cluster, s *corev1.Secret, now time.Time, vault []IssuedCRL)
 	if !info.NextUpdate.IsZero() {
 		info.NextUpdateIn = FormatDuration(info.NextUpdate.Sub(now))
 	}
+	revokedBy := crls
+	for _, v := range vault {
+		revokedBy = append(revokedBy, v.CRL)
+	}
+	if parent := issuerOf(c); parent != nil && pki.Revokes(revokedBy, parent, c.cert) {
+		c.Problems = append(c.Problems, fmt.Sprintf("intermediate serial %s is revoked: every proxy refuses the workload certificates it signs; renew it once the cluster is trusted again", formatSerial(c.cert.SerialNumber)))
+	}
 	var warnings []string
 	for _, v := range vault {
 		if !pki.Contains(c.roots, v.Issuer) && !pki.Contains(c.chain, v.Issuer) {
@@ -127,4 +134,16 @@ func Carries(text []byte, roots []*x509.Certificate, want []IssuedCRL) (bool, st
 		}
 	}
 	return true, ""
+}
+
+// issuerOf is the certificate that signed the cluster's intermediate: the
+// next one of its chain, else a root of its bundle.
+func issuerOf(c *Cluster) *x509.Certificate {
+	if c.cert == nil {
+		return nil
+	}
+	if len(c.chain) > 1 {
+		return c.chain[1]
+	}
+	return pki.IssuerIn(c.cert, c.roots)
 }

@@ -45,6 +45,7 @@ func crlScenario(t *testing.T) ([]Input, Options) {
 		{Context: "north", Secret: istioSecret(t, north, root), Certificates: ready},
 		{Context: "south", Secret: tlsSecret(t, south, root), Certificates: ready},
 		*withCRL(&Input{Context: "up", Secret: istioSecret(t, up, root), Certificates: ready}, vaultRoot, own(up)),
+		*withCRL(&Input{Context: "gone", Secret: istioSecret(t, revoked, root), Certificates: ready}, vaultRoot, own(revoked)),
 	}
 	return inputs, Options{VaultCRLs: []IssuedCRL{{Name: "meshtrust-root", Issuer: root.Cert, CRL: vaultRoot}}}
 }
@@ -70,8 +71,11 @@ func TestCRLStatus(t *testing.T) {
 		t.Errorf("table differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 
-	if got := r.Unhealthy(); !slices.Equal(got, []string{"west"}) {
-		t.Errorf("unhealthy %v, want west alone: an expired CRL is an error", got)
+	if got := r.Unhealthy(); !slices.Equal(got, []string{"west", "gone"}) {
+		t.Errorf("unhealthy %v, want west (an expired CRL) and gone (a revoked intermediate)", got)
+	}
+	if p := r.Clusters[5].Problems; len(p) != 1 || !strings.Contains(p[0], "is revoked") {
+		t.Errorf("gone's problems: %q", p)
 	}
 	for _, w := range []string{
 		"east: ca-crl.pem carries CRL #4 of meshtrust-root, Vault's is #5 (it lags)",
@@ -92,7 +96,7 @@ func TestCRLStatus(t *testing.T) {
 
 	// Without Vault's CRLs there is nothing to lag behind, but expiry still counts.
 	r = Build(inputs, epoch, Options{})
-	if got := r.Unhealthy(); !slices.Equal(got, []string{"west"}) || slices.ContainsFunc(r.Warnings, func(s string) bool { return strings.Contains(s, "lags") }) {
+	if got := r.Unhealthy(); !slices.Equal(got, []string{"west", "gone"}) || slices.ContainsFunc(r.Warnings, func(s string) bool { return strings.Contains(s, "lags") }) {
 		t.Errorf("without Vault: unhealthy %v, warnings %q", got, r.Warnings)
 	}
 }
