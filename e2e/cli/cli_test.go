@@ -297,11 +297,20 @@ func TestCLI(t *testing.T) {
 		putCacerts(ctx, t, west.Clientset, tlsData(t, westInter.cert, westInter.key, westInter.root))
 		exportDir := t.TempDir()
 		stale := staleExport(t, exportDir)
-		r := c.run(t, "status", "--context", "east", "--context", "west", "--export", exportDir)
+		// With VAULT_ADDR, status compares each cluster's ca-crl.pem with
+		// Vault's CRLs (no token needed); these hand-written cacerts carry
+		// none, which it says. Without it, they are healthy.
+		withVault := c.runEnv(t, map[string]string{"VAULT_TOKEN": ""}, "status", "--context", "east", "--context", "west")
+		if withVault.code != 1 || !strings.Contains(withVault.stdout, "east: cacerts carries no ca-crl.pem, so revocations do not reach its proxies") ||
+			!strings.Contains(withVault.stdout, "west: the tls layout cannot carry a CRL") {
+			t.Errorf("status with Vault's CRLs: exit %d; want 1 and a warning for each cluster that carries none", withVault.code)
+		}
+		noVault := map[string]string{"VAULT_ADDR": ""}
+		r := c.runEnv(t, noVault, "status", "--context", "east", "--context", "west", "--export", exportDir)
 		if r.code != 0 || !strings.Contains(r.stdout, "HEALTHY") {
 			t.Fatalf("status: exit %d", r.code)
 		}
-		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s*$`).MatchString(r.stdout) ||
+		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s+missing\s+-\s+-\s*$`).MatchString(r.stdout) ||
 			!strings.Contains(r.stdout, "Certificate istio-system/istio-ca Ready=True") {
 			t.Errorf("east's row does not show a managed cacerts from a Ready Certificate")
 		}
@@ -326,7 +335,7 @@ func TestCLI(t *testing.T) {
 				t.Errorf("export left %s of an earlier layout", f)
 			}
 		}
-		j := c.run(t, "status", "--context", "east", "--context", "west", "-o", "json")
+		j := c.runEnv(t, noVault, "status", "--context", "east", "--context", "west", "-o", "json")
 		var rep struct {
 			Healthy  bool
 			Clusters []struct{ RootFingerprints []string }

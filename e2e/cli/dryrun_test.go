@@ -149,6 +149,26 @@ func TestDryRun(t *testing.T) {
 		expectNothingPlanned(t, dryRun(t, args...))
 	})
 
+	step("revoke", func(t *testing.T) {
+		_, req := csr(t, eastCN)
+		cert, err := signIntermediate(ctx, root, "pki/issuer/meshtrust-root-2/sign-intermediate",
+			map[string]any{"csr": req, "common_name": eastCN, "permitted_uri_domains": "east.mesh", "max_path_length": "0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The trust domain comes from east's enrol policy.
+		args := []string{"vault", "revoke", "--cluster", "east", "--wait", "0s"}
+		p := dryRun(t, args...)
+		if s := findStep(p, "intermediates of east.mesh"); s == nil || !s.Changed || !strings.Contains(s.After, colonSerial(cert)) {
+			t.Errorf("plan does not revoke %s: %+v", colonSerial(cert), s)
+		}
+		if s := findStep(p, "CRL of pki/"); s == nil || !s.Changed || !strings.Contains(s.After, colonSerial(cert)) {
+			t.Errorf("plan does not rebuild the CRL with %s on it: %+v", colonSerial(cert), s)
+		}
+		expectApplied(t, p, c.run(t, append(args, "-o", "json")...))
+		expectNothingPlanned(t, dryRun(t, args...))
+	})
+
 	step("unenroll with --revoke", func(t *testing.T) {
 		// An intermediate of east's, signed under the current root.
 		_, req := csr(t, eastCN)
