@@ -127,10 +127,17 @@ func (r *crlRefresher) Reconcile(ctx context.Context, req reconcile.Request) (re
 		r.recorder.Eventf(iss, nil, corev1.EventTypeWarning, "CRLPeerEntryRefused", "RefreshCRL", "%s", p)
 	}
 	if err != nil {
+		// Retried at the next refresh, not with the queue's quick backoff:
+		// what fails here (Vault away, a policy from before the CRL
+		// exchange) does not mend in milliseconds, and every try costs
+		// Vault calls. The previous CRLs stay with the syncer meanwhile.
 		r.metrics.Failures.WithLabelValues(stage).Inc()
+		if vault.IsPermissionDenied(err) && stage != stageVaultCRLs {
+			err = fmt.Errorf("%w; the cluster's Vault policy predates the CRL exchange: run meshtrust vault enroll for it again", err)
+		}
 		log.Info("CRL refresh failed", "stage", stage, "reason", err.Error())
 		r.recorder.Eventf(iss, nil, corev1.EventTypeWarning, "CRLRefreshFailed", "RefreshCRL", "%s: %v", stage, err)
-		return reconcile.Result{}, err
+		return reconcile.Result{RequeueAfter: r.interval}, nil
 	}
 	if err := r.apply(ctx, key, iss.Name, data); err != nil {
 		r.metrics.Failures.WithLabelValues(stageConfigMap).Inc()

@@ -93,7 +93,7 @@ type CRLEntry struct {
 func (c *Client) CRLEntries(ctx context.Context) (map[string]CRLEntry, error) {
 	mount := vaultcontract.CRLExchangeMount + "/"
 	var keys []string
-	err := c.do(ctx, func() error {
+	err := c.doKeepingToken(ctx, func() error {
 		secret, err := c.api.Logical().ListWithContext(withOp(ctx, "list-crl-exchange"), mount)
 		if err != nil {
 			return wrapError("list-crl-exchange", mount, err)
@@ -116,7 +116,7 @@ func (c *Client) CRLEntries(ctx context.Context) (map[string]CRLEntry, error) {
 	for _, td := range keys {
 		path := vaultcontract.CRLExchangePath(td)
 		var e CRLEntry
-		err := c.do(ctx, func() error {
+		err := c.doKeepingToken(ctx, func() error {
 			secret, err := c.api.Logical().ReadWithContext(withOp(ctx, "read-crl-exchange"), path)
 			if err != nil {
 				return wrapError("read-crl-exchange", path, err)
@@ -147,7 +147,7 @@ func (c *Client) PublishCRLEntry(ctx context.Context, trustDomain string, e CRLE
 			Messages: []string{fmt.Sprintf("the entry holds %d bytes, over the %d others accept", len(e.PEM), pki.MaxCRLPEMSize)}}
 	}
 	path := vaultcontract.CRLExchangePath(trustDomain)
-	return c.do(ctx, func() error {
+	return c.doKeepingToken(ctx, func() error {
 		_, err := c.api.Logical().WriteWithContext(withOp(ctx, "write-crl-exchange"), path, map[string]any{
 			vaultcontract.CRLEntryPEM:     e.PEM,
 			vaultcontract.CRLEntryCluster: e.Cluster,
@@ -181,4 +181,17 @@ func (c *Client) listIssuers(ctx context.Context, mount string) ([]string, error
 		return nil
 	})
 	return ids, err
+}
+
+// doKeepingToken runs fn with a valid token, and on a 403 returns it
+// without logging in again: on the CRL exchange a 403 means a policy from
+// before the exchange (the cluster needs `meshtrust vault enroll` again),
+// which a new login cannot fix, and a login per refresh would only fill
+// Vault's audit log. A dead token shows on the sign and check paths, which
+// log in again.
+func (c *Client) doKeepingToken(ctx context.Context, fn func() error) error {
+	if _, err := c.ensureToken(ctx); err != nil {
+		return err
+	}
+	return fn()
 }
