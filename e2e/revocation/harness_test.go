@@ -41,7 +41,7 @@ const (
 
 // env is one lab with meshtrust enrolled in every cluster.
 type env struct {
-	t           *testing.T
+	t           testing.TB
 	ctx         context.Context
 	lab         *lab.Lab
 	owner       *mesh.CLI
@@ -52,7 +52,7 @@ type env struct {
 	metrics     map[string]prometheus.Gatherer
 }
 
-func newEnv(t *testing.T, istiod bool, clusters ...string) *env {
+func newEnv(t testing.TB, istiod bool, clusters ...string) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	t.Cleanup(cancel)

@@ -150,7 +150,8 @@ func CheckCRL(crl *x509.RevocationList, ca *x509.Certificate, now time.Time, fie
 	name := crl.Issuer.String()
 	switch {
 	case ca == nil:
-		return &Error{Check: CheckCRLIssuer, Field: field, Value: fmt.Sprintf("CRL of %q", name), Err: fmt.Errorf("not signed by any CA this cluster trusts")}
+		return &Error{Check: CheckCRLIssuer, Field: field, Value: fmt.Sprintf("CRL of %q", name),
+			Err: fmt.Errorf("not signed by any CA this cluster trusts (a foreign CA's, or a root Vault has but this cluster's root bundle lacks, as in a root rotation before the renewal)")}
 	case !CRLIssuedBy(crl, ca):
 		return &Error{Check: CheckCRLIssuer, Field: field, Value: fmt.Sprintf("CRL of %q", name), Err: fmt.Errorf("not signed by %q", ca.Subject.String())}
 	case crl.NextUpdate.IsZero():
