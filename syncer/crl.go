@@ -409,21 +409,7 @@ func checkVaultCRLs(text string, trusted []*x509.Certificate, existing []*x509.R
 	if err != nil {
 		return nil, []problem{{fmt.Errorf("%s: %w", field, err), true}}
 	}
-	var problems []problem
-	var out []*x509.RevocationList
-	for _, crl := range crls {
-		ca := pki.CRLIssuer(crl, trusted)
-		if ca == nil {
-			problems = append(problems, problem{pki.CheckCRL(crl, nil, now, field), false})
-			continue
-		}
-		if pr := checkCarried(crl, ca, existing, now, field); pr != nil {
-			problems = append(problems, *pr)
-			continue
-		}
-		out = keepNewest(out, crl, ca)
-	}
-	return out, problems
+	return keepCarried(crls, trusted, nil, existing, now, field)
 }
 
 // checkPeerCRLs keeps, of the other clusters' entries, the newest valid CRL
@@ -447,12 +433,21 @@ func checkPeerCRLs(text string, roots []*x509.Certificate, existing []*x509.Revo
 			peers = append(peers, c)
 		}
 	}
+	return keepCarried(crls, peers, certs, existing, now, field)
+}
+
+// keepCarried keeps the newest valid CRL of each CA of cas. A CRL of none
+// of them is left out, as a problem unless one of quiet issued it (an
+// intermediate of an entry under a root this cluster does not trust:
+// nothing of it would verify here anyway); a CRL of one of them that fails
+// checkCarried is a fatal problem.
+func keepCarried(crls []*x509.RevocationList, cas, quiet []*x509.Certificate, existing []*x509.RevocationList, now time.Time, field string) ([]*x509.RevocationList, []problem) {
 	var problems []problem
 	var out []*x509.RevocationList
 	for _, crl := range crls {
-		ca := pki.CRLIssuer(crl, peers)
+		ca := pki.CRLIssuer(crl, cas)
 		if ca == nil {
-			if pki.CRLIssuer(crl, certs) == nil {
+			if pki.CRLIssuer(crl, quiet) == nil {
 				problems = append(problems, problem{pki.CheckCRL(crl, nil, now, field), false})
 			}
 			continue

@@ -300,16 +300,33 @@ func CRLSynced(crt *cmapi.Certificate) error {
 // gathers (0 when there is none), e.g. meshtrust_cacerts_sync_total from a
 // manager's registry.
 func CounterTotal(g prometheus.Gatherer, name string) (float64, error) {
+	return Counter(g, name, nil)
+}
+
+// Counter is the sum of the series of the counter called name whose labels
+// include want.
+func Counter(g prometheus.Gatherer, name string, want map[string]string) (float64, error) {
 	mfs, err := g.Gather()
 	if err != nil {
 		return 0, fmt.Errorf("gathering metrics: %w", err)
 	}
 	var n float64
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				n += m.GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
 			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			n += m.GetCounter().GetValue()
 		}
 	}
 	return n, nil

@@ -213,28 +213,6 @@ func (e *env) events(ctx context.Context, c *lab.Cluster, obj client.Object) ([]
 
 // counter sums the series of a counter whose labels include want.
 func counter(g prometheus.Gatherer, name string, want map[string]string) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	var n float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue metric
-				}
-			}
-			n += m.GetCounter().GetValue()
-		}
-	}
+	n, _ := mesh.Counter(g, name, want)
 	return n
 }

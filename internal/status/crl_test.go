@@ -1,10 +1,7 @@
 package status
 
 import (
-	"bytes"
 	"crypto/x509"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -53,23 +50,7 @@ func crlScenario(t *testing.T) ([]Input, Options) {
 func TestCRLStatus(t *testing.T) {
 	inputs, opts := crlScenario(t)
 	r := Build(inputs, epoch, opts)
-	var buf bytes.Buffer
-	if err := Table(&buf, r); err != nil {
-		t.Fatal(err)
-	}
-	golden := filepath.Join("testdata", "crl.golden")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got := buf.String(); got != string(want) {
-		t.Errorf("table differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", golden, got, want)
-	}
+	checkGolden(t, "crl", r)
 
 	if got := r.Unhealthy(); !slices.Equal(got, []string{"west", "gone"}) {
 		t.Errorf("unhealthy %v, want west (an expired CRL) and gone (a revoked intermediate)", got)

@@ -91,24 +91,7 @@ type CRLEntry struct {
 
 // CRLEntries reads every entry of the CRL exchange, by trust domain.
 func (c *Client) CRLEntries(ctx context.Context) (map[string]CRLEntry, error) {
-	mount := vaultcontract.CRLExchangeMount + "/"
-	var keys []string
-	err := c.doKeepingToken(ctx, func() error {
-		secret, err := c.api.Logical().ListWithContext(withOp(ctx, "list-crl-exchange"), mount)
-		if err != nil {
-			return wrapError("list-crl-exchange", mount, err)
-		}
-		keys = nil
-		if secret != nil && secret.Data != nil {
-			raw, _ := secret.Data["keys"].([]any)
-			for _, k := range raw {
-				if s, ok := k.(string); ok && !strings.HasSuffix(s, "/") {
-					keys = append(keys, s)
-				}
-			}
-		}
-		return nil
-	})
+	keys, err := c.listKeys(ctx, "list-crl-exchange", vaultcontract.CRLExchangeMount+"/", c.doKeepingToken)
 	if err != nil {
 		return nil, err
 	}
@@ -162,25 +145,30 @@ func (c *Client) PublishCRLEntry(ctx context.Context, trustDomain string, e CRLE
 
 // listIssuers lists the issuer IDs of mount.
 func (c *Client) listIssuers(ctx context.Context, mount string) ([]string, error) {
-	path := strings.Trim(mount, "/") + "/issuers"
-	var ids []string
-	err := c.do(ctx, func() error {
-		secret, err := c.api.Logical().ListWithContext(withOp(ctx, "list-issuers"), path)
+	return c.listKeys(ctx, "list-issuers", strings.Trim(mount, "/")+"/issuers", c.do)
+}
+
+// listKeys is a Vault LIST of path, run through do (c.do or
+// c.doKeepingToken); folders (keys ending in "/") are left out.
+func (c *Client) listKeys(ctx context.Context, op, path string, do func(context.Context, func() error) error) ([]string, error) {
+	var keys []string
+	err := do(ctx, func() error {
+		secret, err := c.api.Logical().ListWithContext(withOp(ctx, op), path)
 		if err != nil {
-			return wrapError("list-issuers", path, err)
+			return wrapError(op, path, err)
 		}
-		ids = nil
+		keys = nil
 		if secret != nil && secret.Data != nil {
-			keys, _ := secret.Data["keys"].([]any)
-			for _, k := range keys {
-				if s, ok := k.(string); ok {
-					ids = append(ids, s)
+			raw, _ := secret.Data["keys"].([]any)
+			for _, k := range raw {
+				if s, ok := k.(string); ok && !strings.HasSuffix(s, "/") {
+					keys = append(keys, s)
 				}
 			}
 		}
 		return nil
 	})
-	return ids, err
+	return keys, err
 }
 
 // doKeepingToken runs fn with a valid token, and on a 403 returns it

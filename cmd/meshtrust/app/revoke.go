@@ -88,16 +88,10 @@ could not be made.`,
 			if err != nil {
 				return err
 			}
-			if e.output != "table" {
-				if err := printStructured(w, e.output, res); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintln(w, header)
-				printSteps(w, res.Steps, false)
-				for _, s := range res.Revoked {
-					fmt.Fprintf(w, "  revoked serial %s\n", s)
-				}
+			if err := printRevoked(w, e.output, header, res, res.Steps, res.Revoked); err != nil {
+				return err
+			}
+			if e.output == "table" {
 				fmt.Fprintf(w, "Cluster %s stays enrolled: once its key is safe, renew its intermediate (cmctl renew); to take its access away, run vault unenroll --revoke.\n", o.Cluster)
 			}
 			return followCRL(ctx, e, c, o.Mount, pf, began)
@@ -112,6 +106,20 @@ could not be made.`,
 	pf.add(cmd)
 	_ = cmd.MarkFlagRequired("cluster")
 	return cmd
+}
+
+// printRevoked renders what an apply that revokes did: res as json or yaml,
+// or the header, the steps and each serial revoked.
+func printRevoked(w io.Writer, format, header string, res any, steps []vaultadmin.Step, revoked []string) error {
+	if format != "table" {
+		return printStructured(w, format, res)
+	}
+	fmt.Fprintln(w, header)
+	printSteps(w, steps, false)
+	for _, s := range revoked {
+		fmt.Fprintf(w, "  revoked serial %s\n", s)
+	}
+	return nil
 }
 
 // followCRL reads Vault's new CRLs, asks every cluster to refresh, and

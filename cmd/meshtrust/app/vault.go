@@ -471,21 +471,15 @@ clusters as vault revoke does.`,
 			if err != nil {
 				return err
 			}
-			if e.output != "table" {
-				if err := printStructured(w, e.output, res); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintln(w, header)
-				printSteps(w, res.Steps, false)
-				for _, s := range res.Revoked {
-					fmt.Fprintf(w, "  revoked serial %s\n", s)
-				}
-				if res.Changed {
-					fmt.Fprintf(w, "Unenrolled: %d change(s) made.\n", res.Changes())
-				} else {
-					fmt.Fprintf(w, "Nothing changed: cluster %s was not enrolled.\n", cluster)
-				}
+			if err := printRevoked(w, e.output, header, res, res.Steps, res.Revoked); err != nil {
+				return err
+			}
+			switch {
+			case e.output != "table":
+			case res.Changed:
+				fmt.Fprintf(w, "Unenrolled: %d change(s) made.\n", res.Changes())
+			default:
+				fmt.Fprintf(w, "Nothing changed: cluster %s was not enrolled.\n", cluster)
 			}
 			if !o.Revoke || len(res.Revoked) == 0 {
 				return nil
