@@ -19,12 +19,15 @@ KUBE_VERSION := $(call tool_version,k8s.io/kubernetes)
 ETCD_VERSION := $(call tool_version,go.etcd.io/etcd/server/v3)
 CONTROLLER_GEN_VERSION := $(call tool_version,sigs.k8s.io/controller-tools)
 HELM_VERSION := $(shell cd $(TOOLS_MOD)/helm && $(GO) list -m -f '{{.Version}}' helm.sh/helm/v3)
+PROMETHEUS_VERSION := $(shell cd $(TOOLS_MOD)/prometheus && $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)
 
 VAULT := $(TOOLS_DIR)/vault-$(VAULT_VERSION)/vault
 KUBE_APISERVER := $(TOOLS_DIR)/kube-apiserver-$(KUBE_VERSION)/kube-apiserver
 ETCD := $(TOOLS_DIR)/etcd-$(ETCD_VERSION)/etcd
 CONTROLLER_GEN := $(TOOLS_DIR)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 HELM := $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm
+PROMETHEUS := $(TOOLS_DIR)/prometheus-$(PROMETHEUS_VERSION)/prometheus
+PROMTOOL := $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
@@ -36,7 +39,7 @@ TEST_TIMEOUT ?= 60m
 
 CHART := deploy/charts/meshtrust
 
-.PHONY: all build tools generate verify-generate manifests verify-manifests lint test bench demo clean
+.PHONY: all build tools prometheus generate verify-generate manifests verify-manifests lint test bench demo clean
 
 all: build
 
@@ -44,7 +47,9 @@ build:
 	$(GO) build -o bin/meshtrust-controller ./cmd/meshtrust-controller
 	$(GO) build -o bin/meshtrust ./cmd/meshtrust
 
-tools: $(VAULT) $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) $(HELM)
+tools: $(VAULT) $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) $(HELM) prometheus
+
+prometheus: $(PROMETHEUS) $(PROMTOOL)
 
 $(VAULT):
 	@echo "tools: building vault $(VAULT_VERSION) (about 9 minutes on 2 cores when nothing is cached)"
@@ -65,6 +70,20 @@ $(CONTROLLER_GEN):
 $(HELM):
 	@echo "tools: building helm $(HELM_VERSION)"
 	@cd $(TOOLS_MOD)/helm && $(GO) build -trimpath -o $(CURDIR)/$@ helm.sh/helm/v3/cmd/helm
+
+# Prometheus's module tag v0.X.Y is release 3.X.Y; stamping it makes
+# /api/v1/status/buildinfo say which release runs. Built without the
+# builtinassets tag: the web UI is not embedded (it needs a JavaScript build),
+# while the HTTP API and promtool, which the tests use, are complete.
+PROMETHEUS_LDFLAGS := -X github.com/prometheus/common/version.Version=$(patsubst v0.3%,3.%,$(PROMETHEUS_VERSION))
+
+$(PROMETHEUS):
+	@echo "tools: building prometheus $(PROMETHEUS_VERSION)"
+	@cd $(TOOLS_MOD)/prometheus && $(GO) build -trimpath -ldflags '$(PROMETHEUS_LDFLAGS)' -o $(CURDIR)/$@ github.com/prometheus/prometheus/cmd/prometheus
+
+$(PROMTOOL):
+	@echo "tools: building promtool $(PROMETHEUS_VERSION)"
+	@cd $(TOOLS_MOD)/prometheus && $(GO) build -trimpath -ldflags '$(PROMETHEUS_LDFLAGS)' -o $(CURDIR)/$@ github.com/prometheus/prometheus/cmd/promtool
 
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./issuer/api/...
