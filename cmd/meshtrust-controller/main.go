@@ -18,7 +18,12 @@ func main() {
 	opts := app.DefaultOptions()
 	fs := pflag.NewFlagSet("meshtrust-controller", pflag.ExitOnError)
 	opts.AddFlags(fs)
+	printVersion := fs.Bool("version", false, "Print the version and exit.")
 	_ = fs.Parse(os.Args[1:])
+	if *printVersion {
+		fmt.Println(app.VersionLine())
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.Zap)))
 	if err := run(ctrl.SetupSignalHandler(), opts); err != nil {
 		ctrl.Log.Error(err, "meshtrust-controller failed")
