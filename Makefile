@@ -117,18 +117,19 @@ verify-generate: generate
 		echo "generated files are stale; run 'make generate' and commit:"; \
 		git status --porcelain -- issuer/api deploy/crds deploy/rbac; exit 1; fi
 
-# The chart carries a copy of the generated CRDs; deploy/manifests is the
-# chart rendered with default values, for installs without Helm.
+# The chart carries a copy of the generated CRDs in files/crds, which its
+# templates/crds.yaml installs (and upgrades); deploy/manifests is the chart
+# rendered with default values, for installs without Helm.
 manifests: $(HELM)
-	rm -f $(CHART)/crds/*.yaml
-	cp deploy/crds/*.yaml $(CHART)/crds/
-	$(HELM) template meshtrust $(CHART) --namespace meshtrust-system --include-crds > deploy/manifests/meshtrust.yaml.tmp
+	rm -f $(CHART)/files/crds/*.yaml
+	cp deploy/crds/*.yaml $(CHART)/files/crds/
+	$(HELM) template meshtrust $(CHART) --namespace meshtrust-system > deploy/manifests/meshtrust.yaml.tmp
 	mv deploy/manifests/meshtrust.yaml.tmp deploy/manifests/meshtrust.yaml
 
 verify-manifests: manifests
-	@if [ -n "$$(git status --porcelain -- deploy/manifests $(CHART)/crds)" ]; then \
+	@if [ -n "$$(git status --porcelain -- deploy/manifests $(CHART)/files/crds)" ]; then \
 		echo "deploy/manifests or the chart's CRDs are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- deploy/manifests $(CHART)/crds; exit 1; fi
+		git status --porcelain -- deploy/manifests $(CHART)/files/crds; exit 1; fi
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \

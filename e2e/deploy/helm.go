@@ -19,12 +19,12 @@ const (
 	ManifestRelease  = "meshtrust"
 	ManifestNS       = "meshtrust-system"
 	GeneratedCRDsDir = "deploy/crds"
-	ChartCRDsDir     = "deploy/charts/meshtrust/crds"
+	ChartCRDsDir     = "deploy/charts/meshtrust/files/crds"
 )
 
 // ManifestArgs are the helm arguments that render deploy/manifests/meshtrust.yaml.
 func ManifestArgs() []string {
-	return []string{"template", ManifestRelease, ChartDir, "--namespace", ManifestNS, "--include-crds"}
+	return []string{"template", ManifestRelease, ChartDir, "--namespace", ManifestNS}
 }
 
 // Helm runs the helm binary that `make tools` builds from e2e/tools/helm.
