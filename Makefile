@@ -51,7 +51,7 @@ VERSION_LDFLAGS := -X github.com/meshtrust/meshtrust/cmd/meshtrust-controller/ap
 IMAGE_MOD := deploy/image
 IMAGE_DIR := bin/image
 
-.PHONY: all build image tools prometheus generate verify-generate manifests verify-manifests lint test bench demo clean
+.PHONY: all build image dashboard-png tools prometheus generate verify-generate manifests verify-manifests lint test bench demo clean
 
 all: build
 
@@ -141,6 +141,12 @@ lint:
 test: tools lint verify-generate verify-manifests image
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	cd $(IMAGE_MOD) && $(GO) test -count=1 ./...
+
+# Redraws deploy/dashboard-lab.png, the README's picture of the dashboard's
+# panels, from the lab's Prometheus during the alert test.
+dashboard-png: tools
+	MESHTRUST_DASHBOARD_PNG=$(CURDIR)/deploy/dashboard-lab.png $(GO) test -count=1 -timeout 20m \
+		-run TestExpiringIntermediateAlertFiresAndResolves ./e2e/monitoring
 
 # Benchmarks print their figures; none is asserted. Each starts its own lab.
 bench: tools
