@@ -59,8 +59,9 @@ build:
 	$(GO) build -ldflags '$(VERSION_LDFLAGS)' -o bin/meshtrust-controller ./cmd/meshtrust-controller
 	$(GO) build -o bin/meshtrust ./cmd/meshtrust
 
-tools: $(VAULT) $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) $(HELM) prometheus
+tools: $(VAULT) $(KUBE_APISERVER) $(ETCD) $(CONTROLLER_GEN) $(HELM)
 
+# Only the tests need Prometheus, so `make demo` does not wait for it.
 prometheus: $(PROMETHEUS) $(PROMTOOL)
 
 $(VAULT):
@@ -138,13 +139,13 @@ lint:
 	cd $(IMAGE_MOD) && $(GO) vet ./...
 
 # deploy/image is a module of its own: its test loads the image `image` wrote.
-test: tools lint verify-generate verify-manifests image
+test: tools prometheus lint verify-generate verify-manifests image
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	cd $(IMAGE_MOD) && $(GO) test -count=1 ./...
 
 # Redraws deploy/dashboard-lab.png, the README's picture of the dashboard's
 # panels, from the lab's Prometheus during the alert test.
-dashboard-png: tools
+dashboard-png: tools prometheus
 	MESHTRUST_DASHBOARD_PNG=$(CURDIR)/deploy/dashboard-lab.png $(GO) test -count=1 -timeout 20m \
 		-run TestExpiringIntermediateAlertFiresAndResolves ./e2e/monitoring
 

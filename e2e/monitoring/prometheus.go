@@ -1,7 +1,6 @@
 package monitoring
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,9 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/meshtrust/meshtrust/e2e/deploy"
 )
 
 // Paths of the chart's monitoring files, relative to the repository root.
@@ -26,35 +26,21 @@ const (
 	RulesTestFile = "e2e/monitoring/testdata/alerts_test.yaml"
 )
 
-// Tools are the Prometheus binaries `make prometheus` builds into
-// bin/tools/<name>-<version>/.
+// Tools are the Prometheus binaries `make prometheus` (part of `make test`)
+// builds into bin/tools/<name>-<version>/.
 type Tools struct {
 	Prometheus, Promtool string
 }
 
 // FindTools locates them, the version being github.com/prometheus/prometheus's
-// in e2e/tools/prometheus/go.mod, exactly as the Makefile names them. A
-// missing binary is an error that says how to build it, never a skip.
+// in e2e/tools/prometheus/go.mod. A missing binary is an error that says how
+// to build it, never a skip.
 func FindTools(ctx context.Context, repoRoot string) (*Tools, error) {
-	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "github.com/prometheus/prometheus")
-	cmd.Dir = filepath.Join(repoRoot, "e2e", "tools", "prometheus")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	paths, err := deploy.FindTools(ctx, repoRoot, "prometheus", "github.com/prometheus/prometheus", "prometheus", "promtool")
 	if err != nil {
-		return nil, fmt.Errorf("reading the Prometheus version from e2e/tools/prometheus/go.mod: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, err
 	}
-	version := strings.TrimSpace(string(out))
-	t := &Tools{
-		Prometheus: filepath.Join(repoRoot, "bin", "tools", "prometheus-"+version, "prometheus"),
-		Promtool:   filepath.Join(repoRoot, "bin", "tools", "promtool-"+version, "promtool"),
-	}
-	for _, p := range []string{t.Prometheus, t.Promtool} {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%s is missing (run `make prometheus`): %w", p, err)
-		}
-	}
-	return t, nil
+	return &Tools{Prometheus: paths[0], Promtool: paths[1]}, nil
 }
 
 // ServerConfig is what a Server scrapes and evaluates.
@@ -84,7 +70,7 @@ type Server struct {
 // StartServer writes cfg's prometheus.yml and starts binary, returning once
 // the server reports ready. The process gets SIGKILL if this process dies.
 func StartServer(ctx context.Context, binary string, cfg ServerConfig) (*Server, error) {
-	port, err := freePort()
+	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +82,7 @@ func StartServer(ctx context.Context, binary string, cfg ServerConfig) (*Server,
 		return nil, fmt.Errorf("writing the Prometheus config: %w", err)
 	}
 	s := &Server{
-		URL:     fmt.Sprintf("http://127.0.0.1:%d", port),
+		URL:     "http://" + addr,
 		LogPath: filepath.Join(cfg.Dir, "prometheus.log"),
 		done:    make(chan struct{}),
 		client:  &http.Client{Timeout: 10 * time.Second},
@@ -108,7 +94,7 @@ func StartServer(ctx context.Context, binary string, cfg ServerConfig) (*Server,
 	s.cmd = exec.Command(binary,
 		"--config.file="+configPath,
 		"--storage.tsdb.path="+filepath.Join(cfg.Dir, "data"),
-		"--web.listen-address="+strings.TrimPrefix(s.URL, "http://"),
+		"--web.listen-address="+addr,
 	)
 	s.cmd.Dir = cfg.Dir
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
@@ -378,11 +364,12 @@ func sampleValue(v any) (float64, error) {
 	return strconv.ParseFloat(s, 64)
 }
 
-func freePort() (int, error) {
+// FreeAddr returns 127.0.0.1:<a port that is free now>.
+func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
+		return "", fmt.Errorf("finding a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return l.Addr().String(), nil
 }
