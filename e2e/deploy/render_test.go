@@ -456,6 +456,8 @@ func TestRenderRejectsBadValues(t *testing.T) {
 		{[]string{"leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{[]string{"replicaCount=1"}, "no node could ever be drained"},
 		{[]string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"}, "needs metrics.service.enabled"},
+		{[]string{"crds.keep=sometimes"}, "/crds/keep"},
+		{[]string{"metrics.grafanaDashboard.namespace=Not_A_Namespace"}, "/metrics/grafanaDashboard/namespace"},
 	} {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
 			_, err := helm(t).Template(testCtx(t, time.Minute), "meshtrust", "meshtrust-system", tc.set)
