@@ -112,6 +112,12 @@ func (e *BlockedError) Error() string {
 	return fmt.Sprintf("stopped at phase %s, not moving on: %s", e.Phase.Label(), strings.Join(e.Reasons, "; "))
 }
 
+// Is makes errors.Is(err, ErrBlocked) true for a BlockedError.
+func (e *BlockedError) Is(target error) bool { return target == ErrBlocked }
+
+// ErrBlocked matches every BlockedError.
+var ErrBlocked = errors.New("rotation blocked")
+
 // Fleet is a rotation over a set of clusters.
 type Fleet struct {
 	o           Options
@@ -195,17 +201,24 @@ func (f *Fleet) waitEnds(cs []ClusterView) time.Time {
 	return last.Add(f.o.Wait)
 }
 
-// blocked is the error for clusters that could not be read.
+// blocked is the error for clusters that could not be read. Its phase is
+// the one the clusters that could be read show.
 func (s *Snapshot) blocked() error {
-	e := &BlockedError{Phase: s.State.Phase}
+	e := &BlockedError{}
+	var reachable []ClusterView
 	for _, c := range s.Clusters {
 		if c.Err != nil {
 			e.Clusters = append(e.Clusters, c.Context)
-			e.Reasons = append(e.Reasons, fmt.Sprintf("cluster %s: %v", c.Context, c.Err))
+			e.Reasons = append(e.Reasons, fmt.Sprintf("cluster %s cannot be read: %v", c.Context, c.Err))
+		} else {
+			reachable = append(reachable, c)
 		}
 	}
 	if len(e.Clusters) == 0 {
 		return nil
+	}
+	if st, err := Derive(s.Roots, s.Vault, reachable); err == nil && len(reachable) > 0 {
+		e.Phase = st.Phase
 	}
 	return e
 }
@@ -253,6 +266,11 @@ func (f *Fleet) Run(ctx context.Context) (*Result, error) {
 		if err := f.do(ctx, s, st); err != nil {
 			return &Result{Phase: s.State.Phase, Steps: f.step, Snapshot: s}, err
 		}
+		if st.Cluster >= 0 {
+			if err := f.recordCluster(ctx, s.Roots, st.Cluster); err != nil {
+				return nil, err
+			}
+		}
 		f.hook(st, false)
 	}
 }
@@ -292,6 +310,24 @@ func (f *Fleet) record(ctx context.Context, s *Snapshot) error {
 		s.Clusters[i].Record = r
 	}
 	s.WaitEnds = f.waitEnds(s.Clusters)
+	return nil
+}
+
+// recordCluster records the phase one cluster shows right after its step
+// was verified, so that status shows it even if the run stops now.
+func (f *Fleet) recordCluster(ctx context.Context, r Roots, i int) error {
+	v, err := f.cluster(ctx, i)
+	if err != nil {
+		return err
+	}
+	back := f.o.Rollback && v.rolledBack(r)
+	p := v.Phase(r)
+	if f.o.Rollback && !back {
+		return nil
+	}
+	if rec := nextRecord(v.Record, r, p, back, f.o.Now()); rec != nil {
+		return f.members[i].writeRecord(ctx, f.o.Names, *rec)
+	}
 	return nil
 }
 

@@ -19,8 +19,9 @@ import (
 )
 
 // killHookEnv makes rotate-root SIGKILL itself at a step boundary
-// ("after:N") or inside a step ("mid:N"), N counting this run's steps from
-// 1: the kill-and-resume test's deterministic stop. Unset in production.
+// ("after:N") or inside a step ("mid:N"; after it, for a step that writes
+// once), N counting this run's steps from 1: the kill-and-resume test's
+// deterministic stop. Unset in production.
 const killHookEnv = "MESHTRUST_ROTATE_TEST_KILL"
 
 type rotateFlags struct {
@@ -171,6 +172,10 @@ func runRotate(ctx context.Context, e *env, vf *vaultFlags, f *rotateFlags) erro
 	if e.output != "table" {
 		return printStructured(e.streams.Out, e.output, map[string]any{"phase": res.Phase, "phaseName": res.Phase.String(), "steps": res.Steps, "rollback": o.Rollback})
 	}
+	if o.Rollback {
+		fmt.Fprintf(e.streams.Out, "Fleet rolled back to %s (%d step(s) this run).\n", o.From, res.Steps)
+		return nil
+	}
 	fmt.Fprintf(e.streams.Out, "Fleet at phase %s (%d step(s) this run).\n", res.Phase.Label(), res.Steps)
 	return nil
 }
@@ -239,7 +244,7 @@ func killHook(spec string) func(rotation.Point) {
 		return nil
 	}
 	return func(p rotation.Point) {
-		if p.Step == step && p.Mid == (where == "mid") {
+		if p.Step == step && (where == "mid" || !p.Mid) {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	}
