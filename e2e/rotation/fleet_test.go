@@ -205,10 +205,8 @@ type holder struct {
 
 // meshTraffic is the handshake loop between every ordered pair of clusters.
 type meshTraffic struct {
-	mu       sync.Mutex
-	ok       int
-	failed   int
-	failures []string
+	mu sync.Mutex
+	tally
 	// signers counts, per cluster, the handshakes made with a certificate
 	// chaining to each root.
 	signers map[string]map[string]int
@@ -219,19 +217,7 @@ type meshTraffic struct {
 func (e *env) startMeshTraffic(holders []*holder) *meshTraffic {
 	ctx, cancel := context.WithCancel(e.ctx)
 	tr := &meshTraffic{signers: map[string]map[string]int{}, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(tr.done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			e.meshRound(ctx, tr, holders)
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	go loop(ctx, tr.done, 100*time.Millisecond, func(ctx context.Context) { e.meshRound(ctx, tr, holders) })
 	e.t.Cleanup(tr.stop)
 	return tr
 }
@@ -293,14 +279,9 @@ func (e *env) heldRoot(h *holder) string {
 func (tr *meshTraffic) record(cluster, root string, err error) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if err != nil {
-		tr.failed++
-		if len(tr.failures) < 5 {
-			tr.failures = append(tr.failures, err.Error())
-		}
+	if !tr.add(err) {
 		return
 	}
-	tr.ok++
 	if tr.signers[cluster] == nil {
 		tr.signers[cluster] = map[string]int{}
 	}

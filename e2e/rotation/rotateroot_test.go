@@ -91,8 +91,14 @@ func TestRotateRoot(t *testing.T) {
 			"--issuer-roots-cache-ttl", "1s", "--poll-interval", "200ms", "--step-timeout", "2m"}
 		return e.startCLI(kubeconfig, extraEnv, append(args, flags...)...)
 	}
+	// Every run's output is checked for the Vault token it holds.
 	run := func(to string, extraEnv []string, flags ...string) (int, string) {
-		return rotate(to, extraEnv, flags...).wait()
+		t.Helper()
+		code, out := rotate(to, extraEnv, flags...).wait()
+		if strings.Contains(out, e.lab.Vault.RootToken) {
+			t.Fatalf("rotate-root printed the Vault token:\n%s", out)
+		}
+		return code, out
 	}
 	mustRun := func(to string, flags ...string) string {
 		t.Helper()

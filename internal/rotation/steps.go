@@ -192,16 +192,7 @@ func (f *Fleet) renewUntil(ctx context.Context, st Step, want string, done func(
 		if settle.After(deadline) {
 			settle = deadline
 		}
-		err = f.poll(ctx, settle, func() error {
-			v, err := f.cluster(ctx, st.Cluster)
-			if err != nil {
-				return err
-			}
-			if !done(v) {
-				return fmt.Errorf("%w: %s", errNotYet, describe(v, want))
-			}
-			return nil
-		})
+		err = f.poll(ctx, settle, f.shows(ctx, st, want, done))
 		if err == nil {
 			f.say(st, st.Cluster, "verified: %s", want)
 			return nil
@@ -214,7 +205,17 @@ func (f *Fleet) renewUntil(ctx context.Context, st Step, want string, done func(
 
 // waitFor polls the step's cluster until done holds, for up to timeout.
 func (f *Fleet) waitFor(ctx context.Context, st Step, timeout time.Duration, want string, done func(ClusterView) bool) error {
-	err := f.poll(ctx, f.o.Now().Add(timeout), func() error {
+	if err := f.poll(ctx, f.o.Now().Add(timeout), f.shows(ctx, st, want, done)); err != nil {
+		return f.lagging(st, err)
+	}
+	f.say(st, st.Cluster, "verified: %s", want)
+	return nil
+}
+
+// shows is a poll check: the step's cluster shows done, else errNotYet
+// saying what it shows instead.
+func (f *Fleet) shows(ctx context.Context, st Step, want string, done func(ClusterView) bool) func() error {
+	return func() error {
 		v, err := f.cluster(ctx, st.Cluster)
 		if err != nil {
 			return err
@@ -223,12 +224,7 @@ func (f *Fleet) waitFor(ctx context.Context, st Step, timeout time.Duration, wan
 			return fmt.Errorf("%w: %s", errNotYet, describe(v, want))
 		}
 		return nil
-	})
-	if err != nil {
-		return f.lagging(st, err)
 	}
-	f.say(st, st.Cluster, "verified: %s", want)
-	return nil
 }
 
 // cluster re-reads one cluster (and the Vault state it is judged by).
