@@ -143,7 +143,12 @@ func TestRotateRoot(t *testing.T) {
 	if got := e.vaultIssuers(); !slices.Equal(got, []string{root1Ref}) {
 		t.Fatalf("after --dry-run Vault issuers are %v, want only %s", got, root1Ref)
 	}
-	e.logf("1. --dry-run: plan printed, Vault unchanged")
+	// --all-enrolled finds the same three clusters from their Vault policies.
+	allCode, all := e.startCLI(kubeconfig, nil, "vault", "rotate-root", "--from", root1Ref, "--to", "meshtrust-root-2", "--all-enrolled", "--dry-run").wait()
+	if allCode != 0 || !strings.Contains(all, "3 cluster(s)") || !strings.Contains(all, "cluster kind4: 0/6 not-started") {
+		t.Fatalf("rotate-root --all-enrolled --dry-run: exit %d, want the three enrolled clusters:\n%s", allCode, all)
+	}
+	e.logf("1. --dry-run: plan printed, Vault unchanged; --all-enrolled found kind2, kind3 and kind4")
 
 	// ---- 2. Rollback from phase 2.
 	// Steps: add root-2, then one trust-both per cluster.
