@@ -44,6 +44,8 @@ const (
 //  4. a rotation to root-4 is stopped after phase 2, then kind4's API
 //     server goes down (for the Vault owner): the command refuses to
 //     advance, names kind4, exits 1 and changes nothing; kind4 comes back;
+//     then kind3's controllers stop: kind2 moves, kind3 cannot, and the
+//     run stops before phase 4, naming kind3 as lagging;
 //  5. the rotation to root-4 is continued by runs that kill themselves
 //     after each step and in the middle of the next (SIGKILL), and one
 //     killed from outside while it waits on a renewal, until a run ends it.
@@ -197,6 +199,23 @@ func TestRotateRoot(t *testing.T) {
 	e.waitMore(tr, 12, "while kind4 is unreachable")
 	e.logf("4. kind4 down: refused, nothing changed: %s", lastLine(out))
 	down.start(t)
+
+	// A cluster that lags: kind3's meshtrust controllers are stopped, so
+	// its renewal never completes. kind2 moves to root-4 (phase 3 goes on
+	// one cluster at a time); kind3 does not within --step-timeout, and
+	// the run stops there, naming it, before anything of phase 4.
+	e.stopControllers("kind3")
+	code, out = run(to, nil, "--step-timeout", "5s")
+	if code != 1 || !strings.Contains(out, "cluster kind3 did not reach phase 3/6 intermediates-moved") {
+		t.Fatalf("rotate-root with kind3's controllers stopped: exit %d, want 1 naming kind3 as lagging:\n%s", code, out)
+	}
+	if e.vaultDefaultIssuer() != e.vaultIssuerID(root1Ref) {
+		t.Fatal("rotate-root went on to phase 4 while kind3 lagged")
+	}
+	e.expectServed(map[string]string{"kind2": "root-4", "kind3": "root-1", "kind4": "root-1"}, "root-1", "root-4")
+	e.waitMore(tr, 12, "while kind3 lags")
+	e.logf("4. kind3 lagging: stopped before phase 4: %s", lastLine(out))
+	e.startControllers("kind3")
 
 	// ---- 5. Kill and resume, to the end.
 	e.logf("5. kill and resume: one step per run, SIGKILL after it or inside the next")

@@ -54,7 +54,7 @@ func (m *member) renew(ctx context.Context, n Names) (int, error) {
 }
 
 // issued says whether the Certificate has a Ready revision after rev;
-// errNotYet while cert-manager is still at it, with its Ready message.
+// a pending error while cert-manager is still at it, with its Ready message.
 func (m *member) issued(ctx context.Context, n Names, rev int) error {
 	crt, err := m.certificate(ctx, n)
 	if err != nil {
@@ -67,16 +67,26 @@ func (m *member) issued(ctx context.Context, n Names, rev int) error {
 		if ready != nil {
 			why = fmt.Sprintf("Ready=%s %s: %s", ready.Status, ready.Reason, ready.Message)
 		}
-		return fmt.Errorf("%w: Certificate %s/%s still at revision %d (%s)", errNotYet, n.CertificateNamespace, n.CertificateName, rev, why)
+		return notYet("Certificate %s/%s still at revision %d (%s)", n.CertificateNamespace, n.CertificateName, rev, why)
 	case apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue}):
-		return fmt.Errorf("%w: Certificate %s/%s still issuing", errNotYet, n.CertificateNamespace, n.CertificateName)
+		return notYet("Certificate %s/%s still issuing", n.CertificateNamespace, n.CertificateName)
 	case ready == nil || ready.Status != cmmeta.ConditionTrue:
-		return fmt.Errorf("%w: Certificate %s/%s revision %d not Ready", errNotYet, n.CertificateNamespace, n.CertificateName, revision(crt))
+		return notYet("Certificate %s/%s revision %d not Ready", n.CertificateNamespace, n.CertificateName, revision(crt))
 	}
 	return nil
 }
 
-var errNotYet = errors.New("not yet")
+// pending is a state not reached yet: poll again.
+type pending struct{ msg string }
+
+func (p *pending) Error() string { return p.msg }
+
+func notYet(format string, args ...any) error { return &pending{fmt.Sprintf(format, args...)} }
+
+func isPending(err error) bool {
+	var p *pending
+	return errors.As(err, &p)
+}
 
 // writeRecord annotates the Certificate with the rotation's record.
 func (m *member) writeRecord(ctx context.Context, n Names, r Record) error {

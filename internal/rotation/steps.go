@@ -212,7 +212,7 @@ func (f *Fleet) waitFor(ctx context.Context, st Step, timeout time.Duration, wan
 	return nil
 }
 
-// shows is a poll check: the step's cluster shows done, else errNotYet
+// shows is a poll check: the step's cluster shows done, else pending
 // saying what it shows instead.
 func (f *Fleet) shows(ctx context.Context, st Step, want string, done func(ClusterView) bool) func() error {
 	return func() error {
@@ -221,7 +221,7 @@ func (f *Fleet) shows(ctx context.Context, st Step, want string, done func(Clust
 			return err
 		}
 		if !done(v) {
-			return fmt.Errorf("%w: %s", errNotYet, describe(v, want))
+			return notYet("%s", describe(v, want))
 		}
 		return nil
 	}
@@ -235,17 +235,17 @@ func (f *Fleet) cluster(ctx context.Context, i int) (ClusterView, error) {
 	}
 	view := f.observeCluster(ctx, f.members[i], v)
 	if view.Err != nil {
-		return view, fmt.Errorf("%w: %v", errNotYet, view.Err)
+		return view, notYet("%v", view.Err)
 	}
 	return view, nil
 }
 
 // poll calls check every Poll until it returns nil or a final error, or
-// deadline passes; errNotYet means "keep polling".
+// deadline passes; a pending error means "keep polling".
 func (f *Fleet) poll(ctx context.Context, deadline time.Time, check func() error) error {
 	for {
 		err := check()
-		if err == nil || !errors.Is(err, errNotYet) {
+		if err == nil || !isPending(err) {
 			return err
 		}
 		if !f.o.Now().Before(deadline) {
@@ -267,7 +267,7 @@ func (f *Fleet) lagging(st Step, err error) error {
 		return err
 	}
 	name := f.members[st.Cluster].Context
-	return &BlockedError{Phase: st.Phase - 1, Clusters: []string{name},
+	return &BlockedError{Phase: max(NotStarted, st.Phase-1), Clusters: []string{name},
 		Reasons: []string{fmt.Sprintf("cluster %s did not reach phase %s: %v", name, st.Phase.Label(), err)}}
 }
 
