@@ -301,7 +301,7 @@ func TestCLI(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "HEALTHY") {
 			t.Fatalf("status: exit %d", r.code)
 		}
-		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s*$`).MatchString(r.stdout) ||
+		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s+-\s*$`).MatchString(r.stdout) ||
 			!strings.Contains(r.stdout, "Certificate istio-system/istio-ca Ready=True") {
 			t.Errorf("east's row does not show a managed cacerts from a Ready Certificate")
 		}

@@ -39,10 +39,10 @@ func Render(w io.Writer, r Report, format string) error {
 func Table(w io.Writer, r Report) error {
 	ew := &errWriter{w: w}
 	tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tCACERTS\tMANAGED\tLAYOUT\tTRUST DOMAIN\tEXPIRES IN\tCHAIN\tSOURCE READY")
+	fmt.Fprintln(tw, "CLUSTER\tCACERTS\tMANAGED\tLAYOUT\tTRUST DOMAIN\tEXPIRES IN\tCHAIN\tSOURCE READY\tROTATION")
 	for _, c := range r.Clusters {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Context, presence(c), yesNo(c.Managed, c.Present), dash(c.Layout),
-			trustDomain(c), expires(c), chain(c), sourceReady(c))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Context, presence(c), yesNo(c.Managed, c.Present), dash(c.Layout),
+			trustDomain(c), expires(c), chain(c), sourceReady(c), rotationLabel(c))
 	}
 	tw.Flush()
 	for _, c := range r.Clusters {

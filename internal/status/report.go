@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/rotation"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -104,6 +105,9 @@ type Cluster struct {
 	ValidationError string `json:"validationError,omitempty"`
 	// Source is the Certificate cacerts came from, when found.
 	Source *Source `json:"source,omitempty"`
+	// Rotation is the root-rotation phase rotate-root last verified on the
+	// cluster (its record on the source Certificate), nil when none ran.
+	Rotation *rotation.Record `json:"rotation,omitempty"`
 	// Problems make the cluster unhealthy.
 	Problems []string `json:"problems,omitempty"`
 
@@ -218,6 +222,10 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 		c.Managed, sourceRef = o.ManagedBy(s)
 	}
 	c.Source = findSource(in, sourceRef)
+	var rotationErr string
+	if c.Rotation, rotationErr = rotationOf(in, c.Source); rotationErr != "" {
+		c.Problems = append(c.Problems, rotationErr)
+	}
 	if c.Source == nil && sourceRef != "" {
 		c.Problems = append(c.Problems, fmt.Sprintf("source Certificate %s, named by cacerts, is not there (or not opted in)", sourceRef))
 	}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/rotation"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -59,7 +60,7 @@ func scenarios(t *testing.T) map[string][]Input {
 			// west already trusts both roots; east only the old one. Still
 			// all yes, but the roots differ.
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
-			{Context: "west", Secret: istioSecret(t, west, root, other), Certificates: ready},
+			{Context: "west", Secret: istioSecret(t, west, root, other), Certificates: []cmapi.Certificate{rotating(readyCertificate(cmmeta.ConditionTrue, "Ready"))}},
 		},
 		"garbage_and_missing": {
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
@@ -307,4 +308,11 @@ func BenchmarkBuild(b *testing.B) {
 			}
 		})
 	}
+}
+
+// rotating is crt with the record rotate-root leaves once the cluster
+// trusts both roots.
+func rotating(crt cmapi.Certificate) cmapi.Certificate {
+	crt.Annotations = map[string]string{rotation.RecordAnnotation: `{"from":"meshtrust-root","to":"meshtrust-root-2","phase":2,"phaseName":"both-trusted","at":"2026-01-01T00:00:00Z"}`}
+	return crt
 }

@@ -42,12 +42,13 @@ plan to change review.`,
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east
   meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke
   meshtrust vault retire-root --issuer-name meshtrust-root
+  meshtrust vault rotate-root --to meshtrust-root-2 --context east --context west
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east --dry-run -o json`,
 	}
 	cmd.PersistentFlags().BoolVar(&vf.dryRun, "dry-run", false, "print the plan (each Vault and Kubernetes change, before and after) and change nothing")
 	cmd.PersistentFlags().StringVar(&vf.addr, "vault-addr", "", "Vault address (default: VAULT_ADDR)")
 	cmd.PersistentFlags().DurationVar(&vf.timeout, "vault-timeout", 30*time.Second, "timeout of each Vault request")
-	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRetireRootCommand(e, vf))
+	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRetireRootCommand(e, vf), newRotateRootCommand(e, vf))
 	return cmd
 }
 
