@@ -271,6 +271,10 @@ func TestCLI(t *testing.T) {
 		westLogin = map[string]any{"role_id": roleID, "secret_id": westSecretID}
 	})
 
+	step("enroll refuses a trust domain that overlaps an enrolled one", func(t *testing.T) {
+		enrollRefusesOverlaps(ctx, t, c, root)
+	})
+
 	step("unenroll refuses a mount enroll did not create for the cluster", func(t *testing.T) {
 		unenrollRefusesForeignMounts(ctx, t, c, root, westLogin)
 	})
@@ -359,6 +363,10 @@ func TestCLI(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stdout, "BROKEN") || !strings.Contains(r.stderr, "west") {
 			t.Errorf("garbage cacerts: exit %d, want 1 with west BROKEN", r.code)
 		}
+	})
+
+	step("status names overlapping trust domains", func(t *testing.T) {
+		statusNamesOverlaps(ctx, t, c, west.Clientset)
 	})
 
 	// The reviewer's case: after a rotation, an intermediate of the old root

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -189,6 +190,7 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 			c.Problems = append(c.Problems, fmt.Sprintf("intermediate does not chain to any root of %s", r.Clusters[j].Context))
 		}
 	}
+	checkTrustDomainOverlaps(r.Clusters)
 	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
 	r.Healthy = len(r.Unhealthy()) == 0 && len(r.Warnings) == 0 && len(r.Clusters) > 0
 	return r
@@ -393,8 +395,6 @@ func warnings(cs []Cluster, now time.Time) []string {
 			w = append(w, fmt.Sprintf("roots differ: %s trusts %s, %s trusts %s", first.Context, short(first.RootFingerprints), c.Context, short(c.RootFingerprints)))
 		}
 	}
-	byTD := map[string][]string{}
-	var tds []string
 	for i := range cs {
 		c := &cs[i]
 		if c.cert == nil {
@@ -402,12 +402,6 @@ func warnings(cs []Cluster, now time.Time) []string {
 		}
 		if len(c.cert.PermittedURIDomains) == 0 {
 			w = append(w, fmt.Sprintf("%s: intermediate has no URI name constraint, so it can sign identities of any trust domain", c.Context))
-		}
-		for _, td := range c.cert.PermittedURIDomains {
-			if byTD[td] == nil {
-				tds = append(tds, td)
-			}
-			byTD[td] = append(byTD[td], c.Context)
 		}
 		window := c.renew
 		if window == 0 {
@@ -418,12 +412,45 @@ func warnings(cs []Cluster, now time.Time) []string {
 			w = append(w, fmt.Sprintf("%s: intermediate is inside its renewal window: expires in %s, renewal due %s before expiry", c.Context, FormatDuration(left), FormatDuration(window)))
 		}
 	}
-	for _, td := range tds {
-		if len(byTD[td]) > 1 {
-			w = append(w, fmt.Sprintf("clusters %s share trust domain %s, so their workload identities collide", strings.Join(byTD[td], ", "), td))
+	return w
+}
+
+// checkTrustDomainOverlaps adds a problem to both clusters of every pair
+// whose intermediates' trust domains are equal or one falls under the
+// other (vaultcontract.Overlap, crypto/x509's rule): one of them can then
+// sign workload identities of the other's trust domain.
+func checkTrustDomainOverlaps(cs []Cluster) {
+	for i := range cs {
+		for j := i + 1; j < len(cs); j++ {
+			a, b := &cs[i], &cs[j]
+			if a.cert == nil || b.cert == nil {
+				continue
+			}
+			if a.cert.Equal(b.cert) {
+				a.Problems = append(a.Problems, sameIntermediateProblem(b.Context))
+				b.Problems = append(b.Problems, sameIntermediateProblem(a.Context))
+				continue
+			}
+			for _, ta := range a.cert.PermittedURIDomains {
+				for _, tb := range b.cert.PermittedURIDomains {
+					if vaultcontract.Overlap(ta, tb) == "" {
+						continue
+					}
+					a.Problems = append(a.Problems, overlapProblem(ta, tb, b.Context))
+					b.Problems = append(b.Problems, overlapProblem(tb, ta, a.Context))
+				}
+			}
 		}
 	}
-	return w
+}
+
+func sameIntermediateProblem(otherContext string) string {
+	return fmt.Sprintf("holds the same intermediate as %s: one cluster read through two contexts, or one CA key in two clusters, whose workload identities are then not isolated", otherContext)
+}
+
+func overlapProblem(td, other, otherContext string) string {
+	return fmt.Sprintf("trust domain %s %s trust domain %s of %s: the intermediates' name constraints overlap, so the clusters' workload identities are not isolated",
+		td, vaultcontract.Overlap(td, other), other, otherContext)
 }
 
 func sameSet(a, b []string) bool {

@@ -32,6 +32,7 @@ func scenarios(t *testing.T) map[string][]Input {
 	west := sign(t, root, intermediateOpts{seed: 12, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
 	westOther := sign(t, other, intermediateOpts{seed: 13, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
 	westSameTD := sign(t, root, intermediateOpts{seed: 14, cn: "west istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: 2 * day})
+	core := sign(t, root, intermediateOpts{seed: 18, cn: "core istio intermediate CA", td: "mesh", lifetime: 30 * day, age: 2 * day})
 	unconstrained := sign(t, root, intermediateOpts{seed: 15, cn: "west istio intermediate CA", lifetime: 30 * day, age: 2 * day})
 	renewing := sign(t, root, intermediateOpts{seed: 16, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 25 * day})
 	ready := []cmapi.Certificate{readyCertificate(cmmeta.ConditionTrue, "Ready")}
@@ -69,9 +70,15 @@ func scenarios(t *testing.T) map[string][]Input {
 			{Context: "up", Secret: istioSecret(t, east, root)},
 			{Context: "south", Err: errors.New(`Get "https://127.0.0.1:1/api/v1/namespaces/istio-system/secrets/cacerts": dial tcp 127.0.0.1:1: connect: connection refused`)},
 		},
-		"warnings": {
+		"overlapping_trust_domains": {
+			// west has east's trust domain; core's "mesh" covers both.
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "west", Secret: istioSecret(t, westSameTD, root), Certificates: ready},
+			{Context: "core", Secret: istioSecret(t, core, root), Certificates: ready},
+			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
+		},
+		"warnings": {
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "north", Secret: istioSecret(t, unconstrained, root), Certificates: ready},
 			{Context: "south", Secret: istioSecret(t, renewing, root), Certificates: ready},
 		},
@@ -120,10 +127,11 @@ func TestVerdicts(t *testing.T) {
 		{name: "odd_one_out", unhealthy: []string{"west"}, warnContains: []string{"roots differ"},
 			problemOf: "west", problemSubstr: "holds none of the expected roots"},
 		{name: "root_transition", allYes: true, warnContains: []string{"roots differ"}},
-		{name: "garbage_and_missing", unhealthy: []string{"west", "north", "up", "south"},
+		{name: "garbage_and_missing", unhealthy: []string{"east", "west", "north", "up", "south"},
 			problemOf: "west", problemSubstr: "cacerts does not validate"},
+		{name: "overlapping_trust_domains", unhealthy: []string{"east", "west", "core", "north"}, allYes: true,
+			problemOf: "core", problemSubstr: "trust domain mesh contains trust domain east.mesh of east"},
 		{name: "warnings", allYes: true, warnContains: []string{
-			"clusters east, west share trust domain east.mesh",
 			"north: intermediate has no URI name constraint",
 			"south: intermediate is inside its renewal window",
 		}},

@@ -285,6 +285,9 @@ func PlanEnroll(ctx context.Context, c *Client, o EnrollOptions) (*EnrollPlan, e
 	if err := checkDuration(ctx, c, o.Mount, o.Manifests.Duration); err != nil {
 		return nil, err
 	}
+	if err := checkOverlap(ctx, c, o); err != nil {
+		return nil, err
+	}
 	if _, err := readIssuerForPolicy(ctx, c, o.Policy()); err != nil {
 		return nil, err
 	}

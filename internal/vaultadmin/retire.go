@@ -3,7 +3,6 @@ package vaultadmin
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
@@ -284,25 +283,16 @@ func issuerFacts(r *RootInfo) IssuerFacts {
 // grantingPolicies reads every ACL policy and returns, sorted, those that
 // let their holder sign under the issuer.
 func grantingPolicies(ctx context.Context, c *Client, mount string, refs ...string) ([]string, error) {
-	names, err := c.API.Sys().ListPoliciesWithContext(ctx)
+	policies, err := readPolicies(ctx, c, "needed to find clusters still enrolled on the root; --force skips this")
 	if err != nil {
-		return nil, wrap(c.Addr, "listing ACL policies (needed to find clusters still enrolled on the root; --force skips this)", err)
+		return nil, err
 	}
 	var out []string
-	for _, n := range names {
-		// root has no rules to read and grants everything anyway.
-		if n == "root" {
-			continue
-		}
-		text, err := c.API.Sys().GetPolicyWithContext(ctx, n)
-		if err != nil {
-			return nil, wrap(c.Addr, "reading ACL policy "+n, err)
-		}
-		if PolicyGrantsSigning(text, mount, refs...) {
-			out = append(out, n)
+	for _, p := range policies {
+		if PolicyGrantsSigning(p.text, mount, refs...) {
+			out = append(out, p.name)
 		}
 	}
-	slices.Sort(out)
 	return out, nil
 }
 

@@ -2,8 +2,13 @@ package vaultcontract
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/ast"
 )
 
 // This file says what an enrolled cluster may sign. Policy is what
@@ -111,4 +116,86 @@ func quoteAll(ss []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// policyHeader starts the comment HCL writes; ReadPolicies takes the
+// cluster's name from it.
+var policyHeader = regexp.MustCompile(`(?m)^# Managed by meshtrust\. Cluster ("(?:[^"\\]|\\.)*") may sign`)
+
+// ReadPolicies reads back, from the text of a Vault ACL policy, what it
+// lets its holder sign: one Policy per trust domain that a path block
+// granting update (or create) on a sign-intermediate path pins in
+// permitted_uri_domains. It is how enrol and unenrol learn what is enrolled
+// from what enrol wrote to Vault. Cluster comes from the header HCL writes;
+// a policy without it (not written by enrol) gives Cluster "". A policy
+// that does not parse, or grants no pinned signing, gives nothing.
+func ReadPolicies(text string) []Policy {
+	f, err := hcl.ParseString(text)
+	if err != nil {
+		return nil
+	}
+	list, ok := f.Node.(*ast.ObjectList)
+	if !ok {
+		return nil
+	}
+	cluster := ""
+	if m := policyHeader.FindStringSubmatch(text); m != nil {
+		cluster, _ = strconv.Unquote(m[1])
+	}
+	var out []Policy
+	for _, item := range list.Filter("path").Items {
+		if len(item.Keys) == 0 {
+			continue
+		}
+		path, ok := item.Keys[0].Token.Value().(string)
+		if !ok {
+			continue
+		}
+		mount, ref, ok := parseSignPath(path)
+		if !ok {
+			continue
+		}
+		var block struct {
+			Capabilities []string         `hcl:"capabilities"`
+			Allowed      map[string][]any `hcl:"allowed_parameters"`
+		}
+		if err := hcl.DecodeObject(&block, item.Val); err != nil {
+			continue
+		}
+		caps := block.Capabilities
+		if slices.Contains(caps, "deny") || !(slices.Contains(caps, "update") || slices.Contains(caps, "create")) {
+			continue
+		}
+		cn := ""
+		if v := block.Allowed[ParamCommonName]; len(v) == 1 {
+			cn, _ = v[0].(string)
+		}
+		for _, v := range block.Allowed[ParamPermittedURIDomains] {
+			if td, ok := v.(string); ok && td != "" {
+				out = append(out, Policy{Cluster: cluster, Mount: mount, IssuerRef: ref, TrustDomain: td, CommonName: cn})
+			}
+		}
+	}
+	return out
+}
+
+// parseSignPath splits a sign-intermediate path the way SignPath builds it.
+func parseSignPath(path string) (mount, issuerRef string, ok bool) {
+	path = strings.TrimPrefix(path, "/")
+	if m, found := strings.CutSuffix(path, "/root/sign-intermediate"); found && m != "" {
+		return m, "", true
+	}
+	rest, found := strings.CutSuffix(path, "/sign-intermediate")
+	if !found {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, "/issuer/")
+	if i <= 0 {
+		return "", "", false
+	}
+	ref := rest[i+len("/issuer/"):]
+	if ref == "" || strings.ContainsAny(ref, "/+*") {
+		return "", "", false
+	}
+	return rest[:i], ref, true
 }

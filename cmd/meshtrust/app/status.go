@@ -30,9 +30,12 @@ runs), and the Ready state of the Certificate it came from.
 Then a trust matrix: does cluster X's intermediate chain to a root in cluster
 Y's root bundle? Shared trust means all yes. When it is not, the cluster at
 fault is the one without the --expect-root fingerprint (as vault bootstrap
-prints it), or else the one outside the root set most clusters share. Warnings flag roots that differ
-between clusters, an intermediate inside its renewal window, two clusters with
-the same trust domain, and a missing name constraint.
+prints it), or else the one outside the root set most clusters share. Two
+clusters whose trust domains overlap (equal, or one under the other, as
+"east.mesh" is under "mesh": crypto/x509 lets an intermediate constrained to
+"mesh" sign "east.mesh" identities) are both at fault. Warnings flag roots that
+differ between clusters, an intermediate inside its renewal window, and a
+missing name constraint.
 
 Exit code: 0 when every cluster is healthy and there is no warning, 1 when
 something checked is wrong (the clusters at fault are named), 2 when the check
