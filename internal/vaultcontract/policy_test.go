@@ -114,3 +114,15 @@ func FuzzReadPolicies(f *testing.F) {
 		}
 	})
 }
+
+func TestAnchorChain(t *testing.T) {
+	if got := AnchorChain("b", []string{"a", "b", "c"}); strings.Join(got, ",") != "b,a,c" {
+		t.Errorf("AnchorChain = %v, want b first (Vault requires it), then the others in order", got)
+	}
+	if got := AnchorChain("a", nil); strings.Join(got, ",") != "a" {
+		t.Errorf("AnchorChain of a lone root = %v", got)
+	}
+	if got := IssuerJSONPath("pki", ""); got != "pki/issuer/default/json" {
+		t.Errorf("IssuerJSONPath of the default issuer = %q", got)
+	}
+}
