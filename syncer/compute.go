@@ -145,6 +145,13 @@ func Compute(in Input) Plan {
 		GuardRecorded:         settings.GuardRecorded,
 		GuardRevision:         settings.GuardRevision,
 		GuardAt:               settings.GuardAt,
+		AllowedIssuers:        in.Options.allowedIssuers,
+	}
+	if r := decision.IssuerAllowed(pin); r != nil {
+		// Not even a renewal: a Certificate of another issuer is none of
+		// the syncer's business beyond saying so.
+		p.refuse(r)
+		return p
 	}
 	if in.Source != nil {
 		// Parsed before the rotation decisions: the lifetime guard falls

@@ -19,7 +19,7 @@ import (
 func TestCompute(t *testing.T) {
 	now := pkitest.RandomNow(t)
 	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
-	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, root)
+	inter := newInter(t, now, pkitest.Spec{CN: "inter"}, root)
 	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}, Data: pkitest.TLSData(t, inter, root)}
 	rev := 3
 	crt := func(ann map[string]string, conds ...cmapi.CertificateCondition) *cmapi.Certificate {
@@ -29,7 +29,7 @@ func TestCompute(t *testing.T) {
 		}
 		return &cmapi.Certificate{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca", UID: "u", Annotations: a, CreationTimestamp: metav1.NewTime(now.Add(-48 * time.Hour))},
-			Spec:       cmapi.CertificateSpec{SecretName: "ca-tls"},
+			Spec:       cmapi.CertificateSpec{SecretName: "ca-tls", IssuerRef: meshIssuer},
 			Status: cmapi.CertificateStatus{Revision: &rev, NotBefore: &metav1.Time{Time: inter.Cert.NotBefore},
 				NotAfter: &metav1.Time{Time: inter.Cert.NotAfter}, Conditions: conds},
 		}
@@ -101,7 +101,7 @@ func TestCompute(t *testing.T) {
 func TestUnwatchedTargetIsRechecked(t *testing.T) {
 	now := pkitest.RandomNow(t)
 	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
-	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, root)
+	inter := newInter(t, now, pkitest.Spec{CN: "inter"}, root)
 	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}, Data: pkitest.TLSData(t, inter, root)}
 	opts, _ := DefaultOptions().complete()
 	for _, tc := range []struct {
@@ -117,7 +117,7 @@ func TestUnwatchedTargetIsRechecked(t *testing.T) {
 			ann[AnnotationTarget] = tc.target
 		}
 		crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca", Annotations: ann},
-			Spec:   cmapi.CertificateSpec{SecretName: "ca-tls"},
+			Spec:   cmapi.CertificateSpec{SecretName: "ca-tls", IssuerRef: meshIssuer},
 			Status: cmapi.CertificateStatus{NotBefore: &metav1.Time{Time: inter.Cert.NotBefore}, NotAfter: &metav1.Time{Time: inter.Cert.NotAfter}}}
 		p := Compute(Input{Now: now, Options: opts, Certificate: crt, Source: src})
 		if p.Result != ResultSynced || !tc.want(p.RequeueAfter) {

@@ -8,6 +8,14 @@ package vaultcontract
 // "vaultclusterissuers.meshtrust.io/<name>".
 const SignerNamePrefix = "vaultclusterissuers.meshtrust.io/"
 
+// The API group and kinds of meshtrust's issuers, which a Certificate's
+// issuerRef names and the syncer allows by default.
+const (
+	IssuerGroup       = "meshtrust.io"
+	ClusterIssuerKind = "VaultClusterIssuer"
+	IssuerKind        = "VaultIssuer"
+)
+
 // OptInAnnotation on a cert-manager Certificate makes the syncer copy its
 // Secret into Istio's cacerts ("true"); enrol's Certificate carries it.
 const OptInAnnotation = "meshtrust.io/istio-cacerts"

@@ -38,6 +38,9 @@ type Input struct {
 	Layout pki.Layout
 	// Adopt is the Certificate's meshtrust.io/adopt annotation.
 	Adopt bool
+	// AllowedIssuers are the issuers whose Certificates may be installed
+	// (--syncer-allowed-issuers).
+	AllowedIssuers []IssuerRef
 	// PreviousOwnerReleased reports that the Certificate named by Existing's
 	// source annotation no longer exists, no longer opts in, or now targets
 	// another Secret. The caller looks it up; only then may Adopt take over a
@@ -124,9 +127,13 @@ const (
 	ReasonScheduledResumed  = "ScheduledRotationResumed"
 	ReasonRenewBeforeTooLow = "RenewBeforeTooShort"
 	ReasonRenewalFailing    = "RenewalFailing"
+	ReasonIssuerNotAllowed  = "IssuerNotAllowed"
+	ReasonUnconstrained     = "IntermediateNotNameConstrained"
 )
 
-// WriteChain answers "may I write the bundle to cacerts?".
+// WriteChain answers "may I write the bundle to cacerts?". IssuerAllowed
+// is asked before it, and before any renewal: the syncer does nothing for a
+// Certificate of another issuer.
 func WriteChain() WriteChecks {
 	return WriteChecks{
 		TargetNamespaceAllowed,
@@ -135,6 +142,7 @@ func WriteChain() WriteChecks {
 		SourceWithinSize,
 		BundleParses,
 		BundleVerifies,
+		IntermediateNameConstrained,
 	}
 }
 
