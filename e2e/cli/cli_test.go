@@ -340,6 +340,10 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	step("the reviewer token never lapses silently: its expiry is shown, warned of and renewed", func(t *testing.T) {
+		reviewerTokenNeverLapsesSilently(ctx, t, c, east, root)
+	})
+
 	step("status with a mismatched root names the cluster", func(t *testing.T) {
 		rogueRoot, rogueInter := testCA(t, "west.mesh")
 		putCacerts(ctx, t, west.Clientset, istioData(t, rogueInter.Cert, rogueInter.Key, rogueRoot.Cert))

@@ -4,9 +4,15 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 // The checks below close the trust model's edges (issue 12). TestCLI runs
@@ -62,5 +68,100 @@ func statusNamesOverlaps(ctx context.Context, t *testing.T, c *cli, west kuberne
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status does not say %q", want)
 		}
+	}
+}
+
+// controllerLogin logs in to east's mount as meshtrust's controller does,
+// with its ServiceAccount's token, and returns the error.
+func controllerLogin(ctx context.Context, t *testing.T, east *lab.Cluster, root *vaultapi.Client) error {
+	t.Helper()
+	jwt, err := east.ServiceAccountToken(ctx, "meshtrust-system", "meshtrust-controller", []string{"vault://meshtrust-vault"}, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = root.Logical().WriteWithContext(ctx, "auth/kubernetes-east/login", map[string]any{"role": "meshtrust-east", "jwt": jwt})
+	return err
+}
+
+// reviewerTokenNeverLapsesSilently runs with east enrolled with the
+// defaults. The reviewer token Vault stores has its expiry recorded on its
+// ServiceAccount; status shows it and warns within 30 days of it; enroll
+// then mints a new one (as it does when the expiry is unknown, from an
+// enrol before it was recorded), and only then.
+func reviewerTokenNeverLapsesSilently(ctx context.Context, t *testing.T, c *cli, east *lab.Cluster, root *vaultapi.Client) {
+	const reviewer = "kube-system/meshtrust-vault-reviewer"
+	reviewers := east.Clientset.CoreV1().ServiceAccounts("kube-system")
+	enroll := func(extra ...string) result {
+		t.Helper()
+		r := c.run(t, append([]string{"vault", "enroll", "--cluster", "east", "--trust-domain", "east.mesh", "--context", "east"}, extra...)...)
+		if r.code != 0 {
+			t.Fatalf("enroll %v: exit %d", extra, r.code)
+		}
+		if err := controllerLogin(ctx, t, east, root); err != nil {
+			t.Errorf("login after enroll %v: %v", extra, err)
+		}
+		return r
+	}
+	expiresIn := func() time.Duration {
+		t.Helper()
+		sa, err := reviewers.Get(ctx, "meshtrust-vault-reviewer", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sa.Annotations[vaultcontract.ReviewerTokenMountAnnotation] != "kubernetes-east" {
+			t.Errorf("reviewer ServiceAccount annotations %v do not name auth/kubernetes-east", sa.Annotations)
+		}
+		exp, err := time.Parse(time.RFC3339, sa.Annotations[vaultcontract.ReviewerTokenExpiresAnnotation])
+		if err != nil {
+			t.Fatalf("reviewer token expiry not recorded: %v", err)
+		}
+		return time.Until(exp)
+	}
+	s, err := root.Logical().ReadWithContext(ctx, "auth/kubernetes-east/config")
+	if err != nil || s == nil || s.Data["token_reviewer_jwt_set"] != true {
+		t.Fatalf("auth/kubernetes-east/config stores no reviewer token: %v", err)
+	}
+	if left := expiresIn(); left < 8759*time.Hour || left > 8761*time.Hour {
+		t.Errorf("recorded expiry %s away, want the 8760h asked for", left)
+	}
+	if r := enroll(); !strings.Contains(r.stderr, "Nothing changed") {
+		t.Error("enroll re-minted a reviewer token far from its expiry")
+	}
+
+	// A token 700h from its expiry, inside the 30-day window.
+	enroll("--reviewer-token-ttl", "700h", "--refresh-reviewer-token")
+	if left := expiresIn(); left < 699*time.Hour || left > 701*time.Hour {
+		t.Errorf("recorded expiry %s away, want 700h", left)
+	}
+	r := c.run(t, "status", "--context", "east")
+	for _, want := range []string{"auth/kubernetes-east stores a token of ServiceAccount " + reviewer,
+		"east: the Vault reviewer token stored in auth/kubernetes-east (ServiceAccount " + reviewer + ") expires in 29d"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status does not say %q", want)
+		}
+	}
+	if r.code != 1 {
+		t.Errorf("status with a reviewer token due for renewal: exit %d, want 1", r.code)
+	}
+	if r := enroll(); !strings.Contains(r.stderr, "since the stored one expires") {
+		t.Error("enroll did not renew a reviewer token within 30 days of its expiry")
+	}
+	if left := expiresIn(); left < 8759*time.Hour {
+		t.Errorf("renewed reviewer token expires %s away, want a year", left)
+	}
+	if r := c.run(t, "status", "--context", "east"); r.code != 0 || strings.Contains(r.stdout, "reviewer token stored") {
+		t.Errorf("status after the renewal: exit %d, want 0 and no warning", r.code)
+	}
+
+	// An enrol from before expiries were recorded: enroll renews.
+	if _, err := reviewers.Patch(ctx, "meshtrust-vault-reviewer", types.JSONPatchType,
+		[]byte(`[{"op":"remove","path":"/metadata/annotations/meshtrust.io~1vault-reviewer-token-expires"}]`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := enroll(); strings.Contains(r.stderr, "Nothing changed") {
+		t.Error("enroll kept a reviewer token whose expiry is unknown")
+	}
+	if left := expiresIn(); left < 8759*time.Hour {
+		t.Errorf("reviewer token expires %s away after the renewal, want a year", left)
 	}
 }

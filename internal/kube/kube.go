@@ -155,3 +155,21 @@ func OptedInCertificates(ctx context.Context, c client.Client, annotation string
 	}
 	return out, nil
 }
+
+// ManagedServiceAccounts lists, in every namespace, the ServiceAccounts
+// labelled as meshtrust's (app.kubernetes.io/managed-by=meshtrust) that
+// carry annotation: for status, the token reviewers enrol minted a stored
+// Vault reviewer token for.
+func ManagedServiceAccounts(ctx context.Context, cs kubernetes.Interface, annotation string) ([]corev1.ServiceAccount, error) {
+	list, err := cs.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=meshtrust"})
+	if err != nil {
+		return nil, fmt.Errorf("listing meshtrust's ServiceAccounts: %w", err)
+	}
+	var out []corev1.ServiceAccount
+	for _, sa := range list.Items {
+		if _, ok := sa.Annotations[annotation]; ok {
+			out = append(out, sa)
+		}
+	}
+	return out, nil
+}

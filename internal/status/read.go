@@ -11,7 +11,8 @@ import (
 )
 
 // Read gathers one cluster's Input through its kube context: the cacerts
-// Secret namespace/secret and the opted-in Certificates, within timeout.
+// Secret namespace/secret, the opted-in Certificates and the reviewer
+// ServiceAccounts of stored Vault reviewer tokens, within timeout.
 // It never fails: whatever goes wrong is recorded in the Input, so one
 // unreachable cluster does not hide the others.
 func Read(ctx context.Context, kc kube.Kubeconfig, contextName, namespace, secret string, timeout time.Duration) Input {
@@ -36,5 +37,6 @@ func Read(ctx context.Context, kc kube.Kubeconfig, contextName, namespace, secre
 	if err != nil && !meta.IsNoMatchError(err) {
 		in.CertificatesErr = err
 	}
+	in.Reviewers, in.ReviewersErr = kube.ManagedServiceAccounts(ctx, clients.Clientset, vaultcontract.ReviewerTokenExpiresAnnotation)
 	return in
 }

@@ -36,6 +36,11 @@ type Input struct {
 	Certificates []cmapi.Certificate
 	// CertificatesErr is set when Certificates could not be listed.
 	CertificatesErr error
+	// Reviewers are the ServiceAccounts enrol minted the Vault reviewer
+	// token for, with its expiry.
+	Reviewers []corev1.ServiceAccount
+	// ReviewersErr is set when they could not be listed.
+	ReviewersErr error
 }
 
 // Options tunes the checks.
@@ -105,6 +110,11 @@ type Cluster struct {
 	ValidationError string `json:"validationError,omitempty"`
 	// Source is the Certificate cacerts came from, when found.
 	Source *Source `json:"source,omitempty"`
+	// ReviewerTokens are the Vault reviewer tokens minted in this cluster
+	// and stored in Vault's kubernetes auth mounts.
+	ReviewerTokens []ReviewerToken `json:"reviewerTokens,omitempty"`
+	// ReviewersError says why they could not be read.
+	ReviewersError string `json:"reviewersError,omitempty"`
 	// Problems make the cluster unhealthy.
 	Problems []string `json:"problems,omitempty"`
 
@@ -113,6 +123,19 @@ type Cluster struct {
 	chain  []*x509.Certificate
 	cert   *x509.Certificate
 	renew  time.Duration
+}
+
+// ReviewerToken is a token_reviewer_jwt a Vault kubernetes auth mount
+// stores for the cluster: when it lapses, every login fails.
+type ReviewerToken struct {
+	// Mount is the Vault auth mount, without "auth/".
+	Mount string `json:"mount"`
+	// ServiceAccount is "namespace/name" of the token's ServiceAccount.
+	ServiceAccount string `json:"serviceAccount"`
+	// Expires is the token's expiry; zero when the record does not parse.
+	Expires time.Time `json:"expires"`
+	// TimeLeft is Expires minus now, rounded.
+	TimeLeft string `json:"timeLeft"`
 }
 
 // Matrix says whose intermediate chains to whose roots.
@@ -226,6 +249,7 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 	if in.CertificatesErr != nil {
 		c.Problems = append(c.Problems, "cannot list Certificates: "+in.CertificatesErr.Error())
 	}
+	c.reviewerTokens(in, now)
 	if c.Source != nil {
 		if c.Source.Ready != "True" {
 			why := strings.Trim(c.Source.Reason+": "+c.Source.Message, ": ")
@@ -273,6 +297,31 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 	c.bundle = b
 	c.Valid = true
 	return c
+}
+
+// reviewerTokens reads the stored reviewer tokens' expiries; an expired
+// one is a problem (warnings flags one close to it).
+func (c *Cluster) reviewerTokens(in Input, now time.Time) {
+	if in.ReviewersErr != nil {
+		c.ReviewersError = in.ReviewersErr.Error()
+	}
+	for _, sa := range in.Reviewers {
+		rt := ReviewerToken{Mount: sa.Annotations[vaultcontract.ReviewerTokenMountAnnotation], ServiceAccount: sa.Namespace + "/" + sa.Name}
+		raw := sa.Annotations[vaultcontract.ReviewerTokenExpiresAnnotation]
+		t, err := time.Parse(time.RFC3339, raw)
+		switch {
+		case err != nil:
+			c.Problems = append(c.Problems, fmt.Sprintf("ServiceAccount %s: annotation %s=%q is not an RFC 3339 time, so the expiry of the reviewer token of auth/%s is unknown",
+				rt.ServiceAccount, vaultcontract.ReviewerTokenExpiresAnnotation, raw, rt.Mount))
+		case !now.Before(t):
+			rt.Expires, rt.TimeLeft = t.UTC(), FormatDuration(t.Sub(now))
+			c.Problems = append(c.Problems, fmt.Sprintf("the Vault reviewer token stored in auth/%s (ServiceAccount %s) expired at %s: every login of this cluster fails; rerun meshtrust vault enroll",
+				rt.Mount, rt.ServiceAccount, t.UTC().Format(time.RFC3339)))
+		default:
+			rt.Expires, rt.TimeLeft = t.UTC(), FormatDuration(t.Sub(now))
+		}
+		c.ReviewerTokens = append(c.ReviewerTokens, rt)
+	}
 }
 
 func detectLayout(data map[string][]byte) (pki.Layout, string, string) {
@@ -410,6 +459,14 @@ func warnings(cs []Cluster, now time.Time) []string {
 		}
 		if left := c.cert.NotAfter.Sub(now); left > 0 && left <= window {
 			w = append(w, fmt.Sprintf("%s: intermediate is inside its renewal window: expires in %s, renewal due %s before expiry", c.Context, FormatDuration(left), FormatDuration(window)))
+		}
+	}
+	for i := range cs {
+		for _, rt := range cs[i].ReviewerTokens {
+			if left := rt.Expires.Sub(now); left > 0 && left <= vaultcontract.ReviewerTokenRenewBefore {
+				w = append(w, fmt.Sprintf("%s: the Vault reviewer token stored in auth/%s (ServiceAccount %s) expires in %s, at %s: rerun meshtrust vault enroll for the cluster to renew it",
+					cs[i].Context, rt.Mount, rt.ServiceAccount, FormatDuration(left), rt.Expires.Format(time.RFC3339)))
+			}
 		}
 	}
 	return w

@@ -15,9 +15,11 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -36,6 +38,11 @@ func scenarios(t *testing.T) map[string][]Input {
 	unconstrained := sign(t, root, intermediateOpts{seed: 15, cn: "west istio intermediate CA", lifetime: 30 * day, age: 2 * day})
 	renewing := sign(t, root, intermediateOpts{seed: 16, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 25 * day})
 	ready := []cmapi.Certificate{readyCertificate(cmmeta.ConditionTrue, "Ready")}
+
+	reviewer := func(ns, mount string, left time.Duration) []corev1.ServiceAccount {
+		return []corev1.ServiceAccount{{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "meshtrust-vault-reviewer",
+			Annotations: map[string]string{vaultcontract.ReviewerTokenExpiresAnnotation: epoch.Add(left).Format(time.RFC3339), vaultcontract.ReviewerTokenMountAnnotation: mount}}}}
+	}
 
 	garbage := istioSecret(t, west, root)
 	garbage.Data[pki.CAKeyKey] = []byte("-----BEGIN PRIVATE KEY-----\nnot base64 at all!!\n-----END PRIVATE KEY-----\n")
@@ -76,6 +83,14 @@ func scenarios(t *testing.T) map[string][]Input {
 			{Context: "west", Secret: istioSecret(t, westSameTD, root), Certificates: ready},
 			{Context: "core", Secret: istioSecret(t, core, root), Certificates: ready},
 			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
+		},
+		"reviewer_tokens": {
+			// east's stored reviewer token is due for renewal, west's has
+			// lapsed, north's is far from it.
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready, Reviewers: reviewer("kube-system", "kubernetes-east", 10*day)},
+			{Context: "west", Secret: istioSecret(t, west, root), Certificates: ready, Reviewers: reviewer("kube-system", "kubernetes-west", -time.Hour)},
+			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready,
+				Reviewers: reviewer("vault", "kubernetes-north", 200*day)},
 		},
 		"warnings": {
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
@@ -131,6 +146,9 @@ func TestVerdicts(t *testing.T) {
 			problemOf: "west", problemSubstr: "cacerts does not validate"},
 		{name: "overlapping_trust_domains", unhealthy: []string{"east", "west", "core", "north"}, allYes: true,
 			problemOf: "core", problemSubstr: "trust domain mesh contains trust domain east.mesh of east"},
+		{name: "reviewer_tokens", unhealthy: []string{"west"}, allYes: true,
+			warnContains: []string{"east: the Vault reviewer token stored in auth/kubernetes-east (ServiceAccount kube-system/meshtrust-vault-reviewer) expires in 10d0h"},
+			problemOf:    "west", problemSubstr: "the Vault reviewer token stored in auth/kubernetes-west (ServiceAccount kube-system/meshtrust-vault-reviewer) expired at"},
 		{name: "warnings", allYes: true, warnContains: []string{
 			"north: intermediate has no URI name constraint",
 			"south: intermediate is inside its renewal window",

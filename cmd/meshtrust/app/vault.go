@@ -257,8 +257,13 @@ issuer, for the issuer's health check.
 
 Auth is, by default, a kubernetes auth mount per cluster (auth/kubernetes-<cluster>)
 configured with the cluster's API server URL and CA from --context and a
-token-reviewer ServiceAccount token minted there, plus a role bound to the
-controller's ServiceAccount. The mount is created with the description
+token-reviewer ServiceAccount token minted there (--reviewer-name, bound to
+system:auth-delegator), plus a role bound to the controller's ServiceAccount.
+Vault needs that stored token: the controller's own login token is bound to
+Vault's audience, so the API server would not accept it to call TokenReview.
+enroll records the token's expiry on the reviewer ServiceAccount; status shows
+it and warns 30 days before it, and enroll mints a new one from then on
+(--refresh-reviewer-token: at once). The mount is created with the description
 "meshtrust: cluster <name>"; enroll refuses to reconfigure an existing mount
 without it, and unenroll disables only such a mount. With --auth approle, a role in the AppRole mount;
 its secret ID goes into a Secret in the cluster (--context) or into
@@ -291,8 +296,8 @@ Manifests go to standard output, progress to standard error.`,
 	fl.StringVar(&f.reviewerJWT, "reviewer-jwt-file", "", "token-reviewer JWT (default: minted in the cluster through --context)")
 	fl.StringVar(&o.Kubernetes.ReviewerNamespace, "reviewer-namespace", "kube-system", "namespace of the token-reviewer ServiceAccount")
 	fl.StringVar(&o.Kubernetes.ReviewerName, "reviewer-name", "meshtrust-vault-reviewer", "name of the token-reviewer ServiceAccount")
-	fl.DurationVar(&o.Kubernetes.ReviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for the reviewer token (the API server may cap it)")
-	fl.BoolVar(&o.Kubernetes.RefreshReviewer, "refresh-reviewer-token", false, "mint a new reviewer token even if the mount is configured")
+	fl.DurationVar(&o.Kubernetes.ReviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for a minted reviewer token (the API server may cap it)")
+	fl.BoolVar(&o.Kubernetes.RefreshReviewer, "refresh-reviewer-token", false, "mint a new reviewer token even if the stored one is not yet within 30 days of its expiry")
 	fl.StringVar(&o.Kubernetes.ServiceAccount, "service-account", "meshtrust-controller", "the controller's ServiceAccount")
 	fl.StringVar(&o.Kubernetes.Namespace, "service-account-namespace", "meshtrust-system", "the controller's namespace (the cluster resource namespace)")
 	fl.StringVar(&o.Kubernetes.Audience, "audience", "", `audience of the controller's token (default "vault://<cluster-issuer-name>", the issuer's default)`)
@@ -393,7 +398,8 @@ func (f *enrollFlags) readFiles(e *env) error {
 			if err != nil {
 				return "", time.Time{}, fmt.Errorf("reading --reviewer-jwt-file: %w", err)
 			}
-			return strings.TrimSpace(string(b)), time.Time{}, nil
+			jwt := strings.TrimSpace(string(b))
+			return jwt, vaultadmin.JWTExpiry(jwt), nil
 		}
 	}
 	caFile := f.caBundleFile
