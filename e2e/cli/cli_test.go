@@ -222,6 +222,11 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	// Not a step: it shows why enroll stores a reviewer token.
+	t.Run("without a reviewer token Vault accepts only tokens the API server does", func(t *testing.T) {
+		clientJWTNeedsAPIServerTokens(ctx, t, east, root)
+	})
+
 	step("enroll refuses a mount that is not the cluster's", func(t *testing.T) {
 		enrollRefusesForeignMounts(ctx, t, c, root, east.Host)
 	})

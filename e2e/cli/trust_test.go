@@ -7,6 +7,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -164,4 +165,51 @@ func reviewerTokenNeverLapsesSilently(ctx context.Context, t *testing.T, c *cli,
 	if left := expiresIn(); left < 8759*time.Hour {
 		t.Errorf("reviewer token expires %s away after the renewal, want a year", left)
 	}
+}
+
+// clientJWTNeedsAPIServerTokens is why enrol stores a reviewer token: a
+// mount without one makes Vault call TokenReview with the logging-in
+// token itself, which works only for a token the API server accepts as a
+// credential. The controller's Vault-audience token is refused even though
+// its ServiceAccount may create TokenReviews; a token for the API server's
+// own audience (which the issuer never sends Vault) logs in.
+func clientJWTNeedsAPIServerTokens(ctx context.Context, t *testing.T, east *lab.Cluster, root *vaultapi.Client) {
+	const mount = "kubernetes-probe"
+	if err := root.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vaultapi.EnableAuthOptions{Type: "kubernetes"}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = root.Sys().DisableAuthWithContext(ctx, mount) }()
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/"+mount+"/config", map[string]any{
+		"kubernetes_host": east.Host, "kubernetes_ca_cert": string(east.CAData), "disable_local_ca_jwt": true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "probe-controller-auth-delegator"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "meshtrust-system", Name: "meshtrust-controller"}}}
+	if _, err := east.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = east.Clientset.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{})
+	}()
+	for role, aud := range map[string]string{"vault-audience": "vault://meshtrust-vault", "api-audience": ""} {
+		if _, err := root.Logical().WriteWithContext(ctx, "auth/"+mount+"/role/"+role, map[string]any{
+			"bound_service_account_names": "meshtrust-controller", "bound_service_account_namespaces": "meshtrust-system", "audience": aud,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(role string, audiences []string) error {
+		jwt, err := east.ServiceAccountToken(ctx, "meshtrust-system", "meshtrust-controller", audiences, 10*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = root.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{"role": role, "jwt": jwt})
+		return err
+	}
+	if err := login("vault-audience", []string{"vault://meshtrust-vault"}); err == nil {
+		t.Error("a Vault-audience token logged in through a mount without a reviewer token")
+	}
+	lab.Eventually(t, 30*time.Second, "an API-server-audience token to log in", func(ctx context.Context) error { return login("api-audience", nil) })
 }
