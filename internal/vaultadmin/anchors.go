@@ -75,12 +75,16 @@ func sortAnchors(as []*RootInfo) {
 	})
 }
 
+// anchorNames lists anchors (and extra, already labelled) sorted by label,
+// so that a plan that cannot know a new root's ID yet lists them in the
+// order its apply does.
 func anchorNames(as []*RootInfo, extra ...string) string {
 	var names []string
 	for _, a := range as {
 		names = append(names, issuerLabel(a))
 	}
 	names = append(names, extra...)
+	slices.Sort(names)
 	if len(names) == 0 {
 		return "none recorded"
 	}
