@@ -280,10 +280,6 @@ func TestCLI(t *testing.T) {
 		enrollRefusesOverlaps(ctx, t, c, root)
 	})
 
-	step("unenroll refuses a mount enroll did not create for the cluster", func(t *testing.T) {
-		unenrollRefusesForeignMounts(ctx, t, c, root, westLogin)
-	})
-
 	step("an AppRole secret ID file is kept, 0600", func(t *testing.T) {
 		secretsSeen = append(secretsSeen, secretIDFileKept(ctx, t, c, root)...)
 	})
@@ -383,6 +379,14 @@ func TestCLI(t *testing.T) {
 	var rotatedInter *x509.Certificate
 	step("after a root rotation intermediates still name their own root's CRL", func(t *testing.T) {
 		rotatedInter = rotatedRootKeepsOldCRL(ctx, t, c, root, clientWithToken(t, l.Vault.Addr, eastToken), eastInter.root, aiaPath)
+	})
+
+	step("unenroll refuses when it cannot search every auth mount", func(t *testing.T) {
+		secretsSeen = append(secretsSeen, unenrollRefusesWhatItCannotSearch(ctx, t, c, root, westLogin))
+	})
+
+	step("unenroll finds an AppRole enrolment without being told", func(t *testing.T) {
+		unenrollFindsAppRole(ctx, t, c, root, westLogin)
 	})
 
 	step("unenroll east with --revoke", func(t *testing.T) {

@@ -213,3 +213,86 @@ func clientJWTNeedsAPIServerTokens(ctx context.Context, t *testing.T, east *lab.
 	}
 	lab.Eventually(t, 30*time.Second, "an API-server-audience token to log in", func(ctx context.Context) error { return login("api-audience", nil) })
 }
+
+// unenrollRefusesWhatItCannotSearch runs unenroll for west with a token
+// that may not list east's kubernetes roles: unenroll cannot know that
+// nothing of west is there, so it refuses (exit 1), names the mount, and
+// changes nothing.
+func unenrollRefusesWhatItCannotSearch(ctx context.Context, t *testing.T, c *cli, root *vaultapi.Client, westLogin map[string]any) string {
+	if err := root.Sys().PutPolicyWithContext(ctx, "unenroller-blind", `
+path "sys/auth" { capabilities = ["read"] }
+path "sys/policies/acl/*" { capabilities = ["read", "delete"] }
+path "auth/approle/role" { capabilities = ["list"] }
+path "auth/approle/role/*" { capabilities = ["read", "list", "delete"] }
+`); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := root.Auth().Token().CreateWithContext(ctx, &vaultapi.TokenCreateRequest{Policies: []string{"unenroller-blind"}, TTL: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.runEnv(t, map[string]string{"VAULT_TOKEN": tok.Auth.ClientToken}, "vault", "unenroll", "--cluster", "west")
+	if r.code != 1 || !strings.Contains(r.stderr, "refusing to unenroll cluster west (nothing changed)") || !strings.Contains(r.stderr, "auth/kubernetes-east/ could not be searched") {
+		t.Errorf("unenroll west, blind to auth/kubernetes-east/: exit %d %q, want 1 naming that mount", r.code, r.stderr)
+	}
+	if s, err := root.Logical().ReadWithContext(ctx, "auth/approle/role/meshtrust-west"); err != nil || s == nil {
+		t.Errorf("the refused unenroll deleted west's role: %v", err)
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", westLogin); err != nil {
+		t.Errorf("west can no longer log in after a refused unenroll: %v", err)
+	}
+	return tok.Auth.ClientToken
+}
+
+// unenrollFindsAppRole is the review's case: west was enrolled with
+// --auth approle, and is unenrolled without saying so. Its role goes, with
+// its never-expiring secret ID, which no longer logs in, not even once the
+// name is enrolled again; the shared AppRole mount and north's role in it
+// stay.
+func unenrollFindsAppRole(ctx context.Context, t *testing.T, c *cli, root *vaultapi.Client, westLogin map[string]any) {
+	northIDs := secretIDCount(ctx, t, root, "meshtrust-north")
+	r := c.run(t, "vault", "unenroll", "--cluster", "west")
+	if r.code != 0 || !strings.Contains(r.stdout, "auth/approle/role/meshtrust-west") || !strings.Contains(r.stdout, "secret IDs") {
+		t.Fatalf("unenroll west: exit %d, want 0 deleting auth/approle/role/meshtrust-west and its secret IDs", r.code)
+	}
+	if s, _ := root.Logical().ReadWithContext(ctx, "auth/approle/role/meshtrust-west"); s != nil {
+		t.Error("west's AppRole role is still there")
+	}
+	if p, _ := root.Sys().GetPolicyWithContext(ctx, "meshtrust-west"); p != "" {
+		t.Error("west's policy is still there")
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", westLogin); err == nil {
+		t.Error("west's secret ID still logs in")
+	}
+	auths, err := root.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := auths["approle/"]; !ok {
+		t.Error("unenroll disabled the shared AppRole mount")
+	}
+	if _, ok := auths["kubernetes-east/"]; !ok {
+		t.Error("unenroll of west disabled east's mount")
+	}
+	if n := secretIDCount(ctx, t, root, "meshtrust-north"); n != northIDs {
+		t.Errorf("north's role has %d secret IDs after west's unenroll, had %d", n, northIDs)
+	}
+	if again := c.run(t, "vault", "unenroll", "--cluster", "west"); again.code != 0 || !strings.Contains(again.stdout, "Nothing changed") {
+		t.Errorf("second unenroll of west changed something: exit %d", again.code)
+	}
+
+	// Enrolled again under the same name: the old secret ID gives it no
+	// rights, with the old role ID or the new one.
+	if r := c.run(t, "vault", "enroll", "--cluster", "west", "--trust-domain", "west.mesh", "--auth", "approle"); r.code != 0 {
+		t.Fatalf("re-enroll west: exit %d", r.code)
+	}
+	s, err := root.Logical().ReadWithContext(ctx, "auth/approle/role/meshtrust-west/role-id")
+	if err != nil || s == nil {
+		t.Fatal(err)
+	}
+	for _, roleID := range []any{westLogin["role_id"], s.Data["role_id"]} {
+		if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{"role_id": roleID, "secret_id": westLogin["secret_id"]}); err == nil {
+			t.Error("the old secret ID logs in to the re-enrolled west")
+		}
+	}
+}

@@ -418,27 +418,32 @@ func (f *enrollFlags) readFiles(e *env) error {
 
 func newUnenrollCommand(e *env, vf *vaultFlags) *cobra.Command {
 	o := vaultadmin.UnenrollOptions{}
-	var cluster, authKind string
+	var cluster string
 	var keepMount bool
 	cmd := &cobra.Command{
 		Use:   "unenroll --cluster NAME",
-		Short: "Remove a cluster's Vault role and policy (and optionally revoke its intermediates)",
-		Long: `Deletes the cluster's auth role and policy. For kubernetes auth it also
-disables the cluster's own auth mount, which revokes every token it issued
-(--keep-auth-mount to keep it). It refuses, changing nothing, to disable a
-mount that enroll did not create for --cluster (another type, or a kubernetes
-mount without the description "meshtrust: cluster <name>"), and to touch a
-mount of another type than --auth. With --revoke it also revokes the cluster's
-unexpired intermediates (CA certificates whose only permitted URI domain is
---trust-domain and whose CN is --common-name), so they appear on the CRL.`,
+		Short: "Remove everything enroll made for a cluster in Vault (and optionally revoke its intermediates)",
+		Long: `Finds what enroll made for the cluster, whichever auth method it used, and
+removes all of it: every role in a kubernetes or AppRole auth mount named
+--role or bound to --policy-name (an AppRole role's secret IDs are destroyed
+with it, so none of them logs in again, even if the name is enrolled again),
+the cluster's own kubernetes auth mount, disabled, which revokes every token it
+issued (--keep-auth-mount to keep it; only a mount whose description is
+"meshtrust: cluster <name>" is ever disabled, never a shared AppRole mount),
+and the policy. It refuses, changing nothing, when an auth mount cannot be
+searched, and names it; after the changes it searches again and fails naming
+anything left. With --revoke it also revokes the cluster's unexpired
+intermediates (CA certificates whose only permitted URI domain is the trust
+domain, --trust-domain or else the one the policy pins, and whose CN is
+--common-name), so they appear on the CRL.`,
 		Example: `  meshtrust vault unenroll --cluster east
-  meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke`,
+  meshtrust vault unenroll --cluster east --revoke`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := e.checkOutput("table", "json", "yaml"); err != nil {
 				return err
 			}
-			o.Cluster, o.Auth, o.DisableAuthMount = cluster, vaultadmin.AuthKind(authKind), !keepMount
+			o.Cluster, o.DisableAuthMount = cluster, !keepMount
 			o.Default()
 			if err := o.Validate(); err != nil {
 				return err
@@ -479,15 +484,20 @@ unexpired intermediates (CA certificates whose only permitted URI domain is
 	}
 	f := cmd.Flags()
 	f.StringVar(&cluster, "cluster", "", "cluster name given to enroll")
-	f.StringVar(&authKind, "auth", "kubernetes", "auth method given to enroll: kubernetes or approle")
-	f.StringVar(&o.AuthMount, "auth-mount", "", "auth mount path (default kubernetes-<cluster>, or approle)")
-	f.StringVar(&o.Role, "role", "", "role name (default meshtrust-<cluster>)")
-	f.StringVar(&o.PolicyName, "policy-name", "", "policy name (default meshtrust-<cluster>)")
-	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount")
+	f.StringVar(&o.Role, "role", "", "role name given to enroll (default meshtrust-<cluster>)")
+	f.StringVar(&o.PolicyName, "policy-name", "", "policy name given to enroll (default meshtrust-<cluster>)")
+	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount (its roles of the cluster are still deleted)")
 	f.BoolVar(&o.Revoke, "revoke", false, "also revoke the cluster's unexpired intermediates")
 	f.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine, for --revoke")
-	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke")
+	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke (default: the one its policy pins)")
 	f.StringVar(&o.CommonName, "common-name", "", `the cluster's intermediate CN, for --revoke (default "<cluster> istio intermediate CA")`)
+	// Once needed to say where enroll put the cluster; unenroll now finds
+	// it. Kept so that existing scripts still run.
+	var ignored string
+	f.StringVar(&ignored, "auth", "", "ignored: unenroll finds the cluster's roles in every kubernetes and AppRole mount")
+	f.StringVar(&ignored, "auth-mount", "", "ignored: unenroll finds the cluster's roles in every kubernetes and AppRole mount")
+	_ = f.MarkDeprecated("auth", "unenroll finds the cluster's roles whichever auth method enroll used")
+	_ = f.MarkDeprecated("auth-mount", "unenroll finds the cluster's roles in every kubernetes and AppRole mount")
 	return cmd
 }
 
