@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
@@ -59,6 +61,13 @@ func TestCompute(t *testing.T) {
 			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantEvents: []string{"Normal ScheduledRotation slot"}},
 		{name: "slot due: renew and record", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "* * * * *"}), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantRenew: decision.ReasonScheduled},
+		{name: "Istio's trust domain differs: synced, with a warning", in: Input{Certificate: crt(nil), Source: src,
+			Mesh: &meshconfig.TrustDomains{TrustDomain: "wrong.mesh"}, MeshSource: "ns/istio"},
+			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{`Warning MeshTrustDomainMismatch Istio's meshConfig.trustDomain is "wrong.mesh" (ConfigMap ns/istio), but the intermediate in cacerts is constrained to "east.mesh"`}},
+		{name: "Istio's trust domain agrees", in: Input{Certificate: crt(nil), Source: src,
+			Mesh: &meshconfig.TrustDomains{TrustDomain: testTrustDomain}, MeshSource: "ns/istio"}, wantResult: ResultSynced, wantCreate: true},
+		{name: "Istio's mesh config unreadable", in: Input{Certificate: crt(nil), Source: src, MeshSource: "ns/istio", MeshErr: errors.New("key mesh does not parse")},
+			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{"Warning MeshConfigUnreadable cannot check Istio's trust domain against the intermediate: key mesh does not parse"}},
 		{name: "restart target missing", in: Input{Certificate: crt(map[string]string{AnnotationRestartAfterSync: "deployment/istiod"}), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{"Warning RestartTargetMissing annotation meshtrust.io/restart-after-sync names deployment/istiod"}},
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/utils/clock"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -37,6 +38,11 @@ type Options struct {
 	// opted-in Certificate is refused, cacerts untouched.
 	AllowedIssuers []string
 
+	// MeshConfigMap is Istio's mesh ConfigMap in the target's namespace,
+	// whose trustDomain the syncer checks against the intermediate's URI
+	// name constraint (a Warning event when they differ); empty skips it.
+	MeshConfigMap string
+
 	// allowedIssuers is AllowedIssuers parsed by complete.
 	allowedIssuers []decision.IssuerRef
 
@@ -57,6 +63,7 @@ func DefaultOptions() Options {
 		WorkloadCertTTL:         24 * time.Hour,
 		SafetyMargin:            time.Hour,
 		SecretName:              "cacerts",
+		MeshConfigMap:           meshconfig.ConfigMapName,
 		MaxConcurrentReconciles: 2,
 		ControllerName:          "meshtrust-syncer",
 	}
@@ -77,6 +84,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"default name of the Secret the syncer writes in the Certificate's namespace")
 	fs.IntVar(&o.MaxConcurrentReconciles, "syncer-max-concurrent-reconciles", or(o.MaxConcurrentReconciles, d.MaxConcurrentReconciles),
 		"maximum number of Certificates synced in parallel")
+	fs.StringVar(&o.MeshConfigMap, "syncer-mesh-configmap", or(o.MeshConfigMap, d.MeshConfigMap),
+		`Istio's mesh ConfigMap in the target namespace, whose trustDomain must match the intermediate's URI name constraint (a Warning event when not; "" skips the check)`)
 	fs.StringSliceVar(&o.AllowedIssuers, "syncer-allowed-issuers", o.AllowedIssuers,
 		`issuers whose opted-in Certificates the syncer installs, as <Kind>.<group>[/<name>] (default VaultClusterIssuer.meshtrust.io,VaultIssuer.meshtrust.io); any other is refused`)
 }

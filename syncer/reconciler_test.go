@@ -74,6 +74,34 @@ func TestSyncWritesIstioLayout(t *testing.T) {
 	}
 }
 
+// Istio's mesh ConfigMap in the target's namespace is read live: a
+// trustDomain other than the intermediate's constraint is a Warning event,
+// and cacerts is still written (it is right; Istio's setting is not).
+func TestMeshTrustDomainMismatchWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name, mesh string
+		warn       bool
+	}{
+		{"wrong trust domain", "trustDomain: wrong.mesh\n", true},
+		{"istiod's default", "accessLogFile: /dev/stdout\n", true},
+		{"the intermediate's trust domain", "trustDomain: " + testTrustDomain + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "istio"}, Data: map[string]string{"mesh": tc.mesh}}
+			e := newEnv(t, Options{MeshConfigMap: "istio"}, cm)
+			e.certificate(nil)
+			e.issue(pkitest.Spec{}, e.root)
+			e.mustReconcile()
+			if e.secret("ns", "cacerts") == nil {
+				t.Fatal("cacerts not written")
+			}
+			if got := hasEvent(e.rec.take(), "Warning "+decision.ReasonMeshTrustDomain, "ConfigMap ns/istio", `constrained to "east.mesh"`); got != tc.warn {
+				t.Errorf("Warning event %s: %v, want %v", decision.ReasonMeshTrustDomain, got, tc.warn)
+			}
+		})
+	}
+}
+
 func TestSyncTLSLayoutAndTarget(t *testing.T) {
 	e := newEnv(t, Options{TargetNamespaces: []string{"istio-system"}})
 	e.certificate(map[string]string{AnnotationLayout: "tls", AnnotationTarget: "istio-system/cacerts"})

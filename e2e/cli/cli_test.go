@@ -341,6 +341,10 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	step("status checks Istio's trust-domain settings", func(t *testing.T) {
+		statusChecksIstioMesh(ctx, t, c, east, west)
+	})
+
 	step("the reviewer token never lapses silently: its expiry is shown, warned of and renewed", func(t *testing.T) {
 		reviewerTokenNeverLapsesSilently(ctx, t, c, east, root)
 	})

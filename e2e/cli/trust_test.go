@@ -7,7 +7,9 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -294,5 +296,48 @@ func unenrollFindsAppRole(ctx context.Context, t *testing.T, c *cli, root *vault
 		if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{"role_id": roleID, "secret_id": westLogin["secret_id"]}); err == nil {
 			t.Error("the old secret ID logs in to the re-enrolled west")
 		}
+	}
+}
+
+// statusChecksIstioMesh writes Istio's mesh ConfigMap into east, as an
+// Istio install does, and reads status: a trustDomain other than east's
+// intermediate's constraint is a problem naming both; the right one without
+// west among trustDomainAliases is a warning; with it, healthy. It removes
+// the ConfigMaps at the end.
+func statusChecksIstioMesh(ctx context.Context, t *testing.T, c *cli, east, west *lab.Cluster) {
+	mesh := func(cs *lab.Cluster, yaml string) {
+		t.Helper()
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio"}, Data: map[string]string{"mesh": yaml}}
+		cms := cs.Clientset.CoreV1().ConfigMaps("istio-system")
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
+			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, cs := range []*lab.Cluster{east, west} {
+			_ = cs.Clientset.CoreV1().ConfigMaps("istio-system").Delete(ctx, "istio", metav1.DeleteOptions{})
+		}
+	}()
+	mesh(east, "trustDomain: kind2\ndefaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n")
+	mesh(west, "trustDomain: west.mesh\ntrustDomainAliases: [east.mesh]\n")
+	r := c.run(t, "status", "--context", "east", "--context", "west")
+	if r.code != 1 || strings.TrimSpace(r.stderr) != "meshtrust: UNHEALTHY: east" ||
+		!strings.Contains(r.stdout, `Istio's meshConfig.trustDomain is "kind2" (ConfigMap istio-system/istio), but the intermediate in cacerts is constrained to "east.mesh"`) {
+		t.Errorf("status with a wrong meshConfig.trustDomain in east: exit %d %q, want 1 naming east, kind2 and east.mesh", r.code, r.stderr)
+	}
+	mesh(east, "trustDomain: east.mesh\n")
+	r = c.run(t, "status", "--context", "east", "--context", "west")
+	if r.code != 1 || !strings.Contains(r.stdout, "east: trust domain west.mesh of federated peer west is not in Istio's meshConfig.trustDomainAliases (istio-system/istio: none)") ||
+		!strings.Contains(r.stdout, "UNHEALTHY: 1 warning(s)") {
+		t.Errorf("status with west missing from east's trustDomainAliases: exit %d, want 1 and the warning", r.code)
+	}
+	mesh(east, "trustDomain: east.mesh\ntrustDomainAliases: [west.mesh]\n")
+	if r := c.run(t, "status", "--context", "east", "--context", "west"); r.code != 0 || !strings.Contains(r.stdout, "istio mesh:       trust domain east.mesh, aliases west.mesh (istio-system/istio)") {
+		t.Errorf("status with Istio's settings right: exit %d, want 0", r.code)
 	}
 }

@@ -106,6 +106,10 @@ func TestSyncerOnLab(t *testing.T) {
 		}
 	})
 
+	t.Run("a wrong Istio trust domain is a Warning event", func(t *testing.T) {
+		testMeshTrustDomainWarning(ctx, t, c)
+	})
+
 	t.Run("unmanaged cacerts is never clobbered", func(t *testing.T) {
 		must(t, c.EnsureNamespace(ctx, "foreign"))
 		theirs := &corev1.Secret{}

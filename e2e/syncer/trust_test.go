@@ -11,6 +11,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -191,5 +192,25 @@ func waitSourceConstrained(t *testing.T, c *lab.Cluster, ns string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		t.Fatalf("waiting for %s/istio-ca-tls to carry a URI name constraint: %v\n%s", ns, err, c.DescribeCertificate(ctx, ns, "istio-ca"))
+	}
+}
+
+// testMeshTrustDomainWarning writes Istio's mesh ConfigMap next to the
+// layout namespace's cacerts with a trustDomain other than the
+// intermediate's: the syncer says so in a Warning event on the Certificate,
+// naming both, and keeps cacerts synced; with the right one it says
+// nothing more.
+func testMeshTrustDomainWarning(ctx context.Context, t *testing.T, c *lab.Cluster) {
+	const ns = "layout"
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "istio"}, Data: map[string]string{"mesh": "trustDomain: cluster.local\n"}}
+	must(t, c.Client.Create(ctx, cm))
+	t.Cleanup(func() { _ = c.Client.Delete(context.Background(), cm) })
+	poke(ctx, t, c, ns)
+	lab.Eventually(t, 30*time.Second, "Warning event "+decision.ReasonMeshTrustDomain, func(ctx context.Context) error {
+		return hasEvent(ctx, c, ns, "istio-ca", decision.ReasonMeshTrustDomain,
+			fmt.Sprintf(`Istio's meshConfig.trustDomain is "cluster.local" (ConfigMap %s/istio), but the intermediate in cacerts is constrained to %q`, ns, c.Name))
+	})
+	if cond := decision.Condition(getCert(ctx, t, c, ns), syncer.ConditionCACertsSynced); cond == nil || cond.Status != cmmeta.ConditionTrue {
+		t.Errorf("CACertsSynced = %+v, want True: the warning is about Istio, not cacerts", cond)
 	}
 }

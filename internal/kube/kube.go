@@ -141,6 +141,18 @@ func ReadCacerts(ctx context.Context, cs kubernetes.Interface, namespace, name s
 	return s, nil
 }
 
+// ReadConfigMap returns the ConfigMap, or nil when it does not exist.
+func ReadConfigMap(ctx context.Context, cs kubernetes.Interface, namespace, name string) (*corev1.ConfigMap, error) {
+	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return cm, nil
+}
+
 // OptedInCertificates lists the Certificates carrying annotation=true.
 func OptedInCertificates(ctx context.Context, c client.Client, annotation string) ([]cmapi.Certificate, error) {
 	var list cmapi.CertificateList

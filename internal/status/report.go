@@ -19,6 +19,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/syncer/decision"
@@ -41,6 +42,13 @@ type Input struct {
 	Reviewers []corev1.ServiceAccount
 	// ReviewersErr is set when they could not be listed.
 	ReviewersErr error
+	// MeshSource is "namespace/name" of Istio's mesh ConfigMap; empty when
+	// not asked for.
+	MeshSource string
+	// Mesh is that ConfigMap, nil when absent.
+	Mesh *corev1.ConfigMap
+	// MeshErr is set when it could not be read.
+	MeshErr error
 }
 
 // Options tunes the checks.
@@ -115,6 +123,11 @@ type Cluster struct {
 	ReviewerTokens []ReviewerToken `json:"reviewerTokens,omitempty"`
 	// ReviewersError says why they could not be read.
 	ReviewersError string `json:"reviewersError,omitempty"`
+	// Mesh is what Istio's mesh configuration says about trust domains;
+	// nil when it was not read.
+	Mesh *MeshInfo `json:"mesh,omitempty"`
+	// MeshNote says why Istio's mesh configuration was not checked.
+	MeshNote string `json:"meshNote,omitempty"`
 	// Problems make the cluster unhealthy.
 	Problems []string `json:"problems,omitempty"`
 
@@ -123,6 +136,13 @@ type Cluster struct {
 	chain  []*x509.Certificate
 	cert   *x509.Certificate
 	renew  time.Duration
+}
+
+// MeshInfo is Istio's mesh configuration, as far as trust domains go.
+type MeshInfo struct {
+	// ConfigMap is "namespace/name".
+	ConfigMap string `json:"configMap"`
+	meshconfig.TrustDomains
 }
 
 // ReviewerToken is a token_reviewer_jwt a Vault kubernetes auth mount
@@ -215,6 +235,7 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 	}
 	checkTrustDomainOverlaps(r.Clusters)
 	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
+	r.Warnings = append(r.Warnings, aliasWarnings(r.Clusters, r.Matrix)...)
 	r.Healthy = len(r.Unhealthy()) == 0 && len(r.Warnings) == 0 && len(r.Clusters) > 0
 	return r
 }
@@ -230,6 +251,14 @@ func DefaultManagedBy(s *corev1.Secret) (bool, string) {
 }
 
 func buildCluster(in Input, now time.Time, o Options) Cluster {
+	c := readCluster(in, now, o)
+	c.meshConfig(in)
+	return c
+}
+
+// readCluster reads the cluster's cacerts, its source and its reviewer
+// tokens.
+func readCluster(in Input, now time.Time, o Options) Cluster {
 	c := Cluster{Context: in.Context, RootFingerprints: []string{}}
 	if in.Err != nil {
 		c.Problems = append(c.Problems, "cannot read cluster: "+in.Err.Error())
@@ -297,6 +326,32 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 	c.bundle = b
 	c.Valid = true
 	return c
+}
+
+// meshConfig reads Istio's mesh configuration and checks its trust domain
+// against the intermediate's URI name constraint.
+func (c *Cluster) meshConfig(in Input) {
+	switch {
+	case in.MeshSource == "":
+		return
+	case in.MeshErr != nil:
+		c.MeshNote = "not checked: " + in.MeshErr.Error()
+		return
+	case in.Mesh == nil:
+		c.MeshNote = fmt.Sprintf("not checked: no ConfigMap %s (Istio not installed, or a revisioned install: pass --mesh-configmap)", in.MeshSource)
+		return
+	}
+	td, err := meshconfig.FromConfigMap(in.Mesh)
+	if err != nil {
+		c.Problems = append(c.Problems, "cannot read Istio's mesh configuration: "+err.Error())
+		return
+	}
+	c.Mesh = &MeshInfo{ConfigMap: in.MeshSource, TrustDomains: td}
+	if c.cert != nil && len(c.cert.PermittedURIDomains) == 1 {
+		if why := td.Mismatch(c.cert.PermittedURIDomains[0], "ConfigMap "+in.MeshSource); why != "" {
+			c.Problems = append(c.Problems, why)
+		}
+	}
 }
 
 // reviewerTokens reads the stored reviewer tokens' expiries; an expired
@@ -467,6 +522,37 @@ func warnings(cs []Cluster, now time.Time) []string {
 				w = append(w, fmt.Sprintf("%s: the Vault reviewer token stored in auth/%s (ServiceAccount %s) expires in %s, at %s: rerun meshtrust vault enroll for the cluster to renew it",
 					cs[i].Context, rt.Mount, rt.ServiceAccount, FormatDuration(left), rt.Expires.Format(time.RFC3339)))
 			}
+		}
+	}
+	return w
+}
+
+// aliasWarnings flags, for each cluster with a mesh configuration, the
+// trust domains of its federated peers (clusters that trust it and that it
+// trusts) missing from its meshConfig.trustDomainAliases.
+func aliasWarnings(cs []Cluster, m Matrix) []string {
+	var w []string
+	for i := range cs {
+		c := &cs[i]
+		if c.Mesh == nil {
+			continue
+		}
+		var peers []string
+		byTD := map[string]string{}
+		for j := range cs {
+			p := &cs[j]
+			if i == j || p.cert == nil || len(p.cert.PermittedURIDomains) != 1 || !m.Trusts[i][j] || !m.Trusts[j][i] {
+				continue
+			}
+			td := p.cert.PermittedURIDomains[0]
+			peers = append(peers, td)
+			if byTD[td] == "" {
+				byTD[td] = p.Context
+			}
+		}
+		for _, td := range c.Mesh.MissingAliases(peers) {
+			w = append(w, fmt.Sprintf("%s: trust domain %s of federated peer %s is not in Istio's meshConfig.trustDomainAliases (%s: %s), so Istio does not treat that peer's identities as this mesh's: authorization policies and secure naming for its services will not match them",
+				c.Context, td, byTD[td], c.Mesh.ConfigMap, c.Mesh.AliasesString()))
 		}
 	}
 	return w

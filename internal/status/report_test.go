@@ -44,6 +44,11 @@ func scenarios(t *testing.T) map[string][]Input {
 			Annotations: map[string]string{vaultcontract.ReviewerTokenExpiresAnnotation: epoch.Add(left).Format(time.RFC3339), vaultcontract.ReviewerTokenMountAnnotation: mount}}}}
 	}
 
+	mesh := func(yaml string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio"}, Data: map[string]string{"mesh": yaml}}
+	}
+	north := sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day})
+
 	garbage := istioSecret(t, west, root)
 	garbage.Data[pki.CAKeyKey] = []byte("-----BEGIN PRIVATE KEY-----\nnot base64 at all!!\n-----END PRIVATE KEY-----\n")
 	garbage.Data[pki.RootCertKey] = []byte("\x00\x01 garbage")
@@ -83,6 +88,14 @@ func scenarios(t *testing.T) map[string][]Input {
 			{Context: "west", Secret: istioSecret(t, westSameTD, root), Certificates: ready},
 			{Context: "core", Secret: istioSecret(t, core, root), Certificates: ready},
 			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
+		},
+		"istio_mesh": {
+			// east's mesh config agrees, but lacks north's alias; west's
+			// sets no trust domain, so istiod signs for cluster.local;
+			// north has none to check.
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready, MeshSource: "istio-system/istio", Mesh: mesh("trustDomain: east.mesh\ntrustDomainAliases: [west.mesh]\n")},
+			{Context: "west", Secret: istioSecret(t, west, root), Certificates: ready, MeshSource: "istio-system/istio", Mesh: mesh("accessLogFile: /dev/stdout\n")},
+			{Context: "north", Secret: istioSecret(t, north, root), Certificates: ready, MeshSource: "istio-system/istio"},
 		},
 		"reviewer_tokens": {
 			// east's stored reviewer token is due for renewal, west's has
@@ -146,6 +159,9 @@ func TestVerdicts(t *testing.T) {
 			problemOf: "west", problemSubstr: "cacerts does not validate"},
 		{name: "overlapping_trust_domains", unhealthy: []string{"east", "west", "core", "north"}, allYes: true,
 			problemOf: "core", problemSubstr: "trust domain mesh contains trust domain east.mesh of east"},
+		{name: "istio_mesh", unhealthy: []string{"west"}, allYes: true,
+			warnContains: []string{"east: trust domain north.mesh of federated peer north is not in Istio's meshConfig.trustDomainAliases (istio-system/istio: west.mesh)"},
+			problemOf:    "west", problemSubstr: `Istio's trust domain is "cluster.local" (istiod's default: ConfigMap istio-system/istio sets no meshConfig.trustDomain), but the intermediate in cacerts is constrained to "west.mesh"`},
 		{name: "reviewer_tokens", unhealthy: []string{"west"}, allYes: true,
 			warnContains: []string{"east: the Vault reviewer token stored in auth/kubernetes-east (ServiceAccount kube-system/meshtrust-vault-reviewer) expires in 10d0h"},
 			problemOf:    "west", problemSubstr: "the Vault reviewer token stored in auth/kubernetes-west (ServiceAccount kube-system/meshtrust-vault-reviewer) expired at"},

@@ -116,3 +116,21 @@ func IntermediateNameConstrained(in Input) *Refusal {
 	return refusal(ReasonUnconstrained, "Secret %s/%s: the intermediate %q %s, so it could sign workload identities of any trust domain; cacerts is left untouched",
 		in.Source.Namespace, in.Source.Name, c.Subject.String(), why)
 }
+
+// MeshTrustDomainMatches warns when Istio's meshConfig.trustDomain in the
+// target's namespace differs from the intermediate's URI name constraint:
+// istiod does not check the constraint when it signs, so it would hand out
+// workload certificates that every peer refuses. It is a warning, not a
+// refusal: cacerts is right, Istio's configuration is not.
+func MeshTrustDomainMatches(in Input) *Warning {
+	if in.MeshErr != nil {
+		return &Warning{Reason: ReasonMeshUnreadable, Message: fmt.Sprintf("cannot check Istio's trust domain against the intermediate: %v", in.MeshErr)}
+	}
+	if in.Mesh == nil || in.Bundle == nil || len(in.Bundle.Cert.PermittedURIDomains) != 1 {
+		return nil
+	}
+	if why := in.Mesh.Mismatch(in.Bundle.Cert.PermittedURIDomains[0], "ConfigMap "+in.MeshSource); why != "" {
+		return &Warning{Reason: ReasonMeshTrustDomain, Message: why}
+	}
+	return nil
+}
