@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"maps"
 	"testing"
@@ -48,11 +49,12 @@ func caIssuer(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string
 	})
 }
 
-// waitSourceFrom waits until ns/istio-ca's Secret holds an intermediate
-// whose issuer's CN is cn, i.e. cert-manager re-issued it from that CA.
-func waitSourceFrom(t *testing.T, c *lab.Cluster, ns, cn string) {
+// waitSource waits until ns/istio-ca's Secret holds an intermediate for
+// which want returns nil, i.e. cert-manager re-issued it as the test
+// changed it; on timeout it shows the Certificate and its events.
+func waitSource(t *testing.T, c *lab.Cluster, ns, what string, want func(*x509.Certificate) error) {
 	t.Helper()
-	lab.Eventually(t, 90*time.Second, "istio-ca-tls signed by "+cn, func(ctx context.Context) error {
+	err := lab.WaitFor(context.Background(), 90*time.Second, func(ctx context.Context) error {
 		src, err := getSecret(ctx, c, ns, "istio-ca-tls")
 		if err != nil {
 			return err
@@ -61,11 +63,31 @@ func waitSourceFrom(t *testing.T, c *lab.Cluster, ns, cn string) {
 		if err != nil {
 			return err
 		}
-		if got := chain[0].Issuer.CommonName; got != cn {
+		return want(chain[0])
+	})
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		t.Fatalf("waiting for %s/istio-ca-tls %s: %v\n%s", ns, what, err, c.DescribeCertificate(ctx, ns, "istio-ca"))
+	}
+}
+
+// signedBy wants an intermediate whose issuer's CN is cn.
+func signedBy(cn string) func(*x509.Certificate) error {
+	return func(c *x509.Certificate) error {
+		if got := c.Issuer.CommonName; got != cn {
 			return fmt.Errorf("signed by %q", got)
 		}
 		return nil
-	})
+	}
+}
+
+// nameConstrained wants an intermediate with a URI name constraint.
+func nameConstrained(c *x509.Certificate) error {
+	if len(c.PermittedURIDomains) == 0 {
+		return fmt.Errorf("not yet re-issued with a name constraint")
+	}
+	return nil
 }
 
 // failures is how many refusals with check the manager counted.
@@ -108,7 +130,7 @@ func testForeignIssuer(ctx context.Context, t *testing.T, c *lab.Cluster, spec c
 		crt.Spec.IssuerRef = cmmeta.IssuerReference{Kind: "Issuer", Name: "rogue-ca"}
 		return c.Client.Update(ctx, crt)
 	})
-	waitSourceFrom(t, c, ns, "rogue-ca root")
+	waitSource(t, c, ns, "signed by the CA issuer", signedBy("rogue-ca root"))
 	// The syncer has seen the issuerRef; one more reconcile, after the
 	// re-issued Secret landed, shows that it refuses that bundle too.
 	n := failures(t, run.reg, decision.ReasonIssuerNotAllowed)
@@ -163,35 +185,10 @@ func testAllowedCAIssuer(ctx context.Context, t *testing.T, c *lab.Cluster) {
 	})
 	// cert-manager does not re-issue for a changed nameConstraints alone.
 	renew(ctx, t, c, ns)
-	waitSourceConstrained(t, c, ns)
+	waitSource(t, c, ns, "name-constrained", nameConstrained)
 	cacerts, _ := waitCACertsFromSource(t, c, ns, 60*time.Second)
 	if b := assertWhole(t, cacerts, time.Now()); len(b.Cert.PermittedURIDomains) != 1 || b.Cert.PermittedURIDomains[0] != "allowed.mesh" {
 		t.Errorf("installed intermediate permits %v, want allowed.mesh", b.Cert.PermittedURIDomains)
-	}
-}
-
-// waitSourceConstrained waits until cert-manager re-issued ns/istio-ca with
-// a URI name constraint; on timeout it shows the Certificate and its events.
-func waitSourceConstrained(t *testing.T, c *lab.Cluster, ns string) {
-	t.Helper()
-	err := lab.WaitFor(context.Background(), 90*time.Second, func(ctx context.Context) error {
-		src, err := getSecret(ctx, c, ns, "istio-ca-tls")
-		if err != nil {
-			return err
-		}
-		chain, err := pki.DecodeCertificates(src.Data["tls.crt"], pki.MaxChainPEMSize)
-		if err != nil {
-			return err
-		}
-		if len(chain[0].PermittedURIDomains) == 0 {
-			return fmt.Errorf("not yet re-issued with a name constraint")
-		}
-		return nil
-	})
-	if err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		t.Fatalf("waiting for %s/istio-ca-tls to carry a URI name constraint: %v\n%s", ns, err, c.DescribeCertificate(ctx, ns, "istio-ca"))
 	}
 }
 

@@ -3,12 +3,8 @@ package vaultcontract
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/hashicorp/hcl"
-	"github.com/hashicorp/hcl/hcl/ast"
 )
 
 // This file says what an enrolled cluster may sign. Policy is what
@@ -130,12 +126,8 @@ var policyHeader = regexp.MustCompile(`(?m)^# Managed by meshtrust\. Cluster ("(
 // a policy without it (not written by enrol) gives Cluster "". A policy
 // that does not parse, or grants no pinned signing, gives nothing.
 func ReadPolicies(text string) []Policy {
-	f, err := hcl.ParseString(text)
+	blocks, err := PathBlocks(text)
 	if err != nil {
-		return nil
-	}
-	list, ok := f.Node.(*ast.ObjectList)
-	if !ok {
 		return nil
 	}
 	cluster := ""
@@ -143,34 +135,16 @@ func ReadPolicies(text string) []Policy {
 		cluster, _ = strconv.Unquote(m[1])
 	}
 	var out []Policy
-	for _, item := range list.Filter("path").Items {
-		if len(item.Keys) == 0 {
-			continue
-		}
-		path, ok := item.Keys[0].Token.Value().(string)
-		if !ok {
-			continue
-		}
-		mount, ref, ok := parseSignPath(path)
-		if !ok {
-			continue
-		}
-		var block struct {
-			Capabilities []string         `hcl:"capabilities"`
-			Allowed      map[string][]any `hcl:"allowed_parameters"`
-		}
-		if err := hcl.DecodeObject(&block, item.Val); err != nil {
-			continue
-		}
-		caps := block.Capabilities
-		if slices.Contains(caps, "deny") || !(slices.Contains(caps, "update") || slices.Contains(caps, "create")) {
+	for _, b := range blocks {
+		mount, ref, ok := parseSignPath(b.Pattern)
+		if !ok || b.Err != nil || !b.GrantsWrite() {
 			continue
 		}
 		cn := ""
-		if v := block.Allowed[ParamCommonName]; len(v) == 1 {
+		if v := b.Allowed[ParamCommonName]; len(v) == 1 {
 			cn, _ = v[0].(string)
 		}
-		for _, v := range block.Allowed[ParamPermittedURIDomains] {
+		for _, v := range b.Allowed[ParamPermittedURIDomains] {
 			if td, ok := v.(string); ok && td != "" {
 				out = append(out, Policy{Cluster: cluster, Mount: mount, IssuerRef: ref, TrustDomain: td, CommonName: cn})
 			}
