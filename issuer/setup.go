@@ -168,6 +168,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := reg.Register(newReadinessCollector(mgr.GetCache(), mgr.GetLogger().WithName("issuer-metrics"))); err != nil {
+		return fmt.Errorf("registering %s: %w", ReadyStatusMetric, err)
+	}
 	var clk clock.WithTicker = clock.RealClock{}
 	if opts.Clock != nil {
 		clk = opts.Clock

@@ -73,6 +73,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("register syncer metrics: %w", err)
 	}
+	if err := registerStatusMetrics(reg, mgr.GetCache(), opts, mgr.GetLogger().WithName("syncer-metrics")); err != nil {
+		return err
+	}
 	targets, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient: mgr.GetHTTPClient(),
 		Scheme:     mgr.GetScheme(),

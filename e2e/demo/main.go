@@ -1,6 +1,7 @@
 // Command demo tells meshtrust's federation story on the local lab: Vault
-// and three clusters (kind1, kind2, kind3) with cert-manager, all real
-// processes on 127.0.0.1. See e2e/federation for what each step proves.
+// and three clusters (kind1, kind2, kind3) with cert-manager and istiod,
+// all real processes on 127.0.0.1. See e2e/federation for what each step
+// proves.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"google.golang.org/grpc/grpclog"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -67,6 +69,8 @@ func run(ctx context.Context, out io.Writer) (bool, error) {
 	_ = klogFlags.Set("alsologtostderr", "false")
 	_ = klogFlags.Set("stderrthreshold", "FATAL")
 	klog.SetOutput(logFile)
+	// The workloads' gRPC connections to istiod log reconnects.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(logFile, logFile, logFile))
 	fmt.Fprintf(out, "meshtrust demo; controller and client logs: %s\n", logPath)
 
 	result, err := federation.Run(ctx, federation.Config{Out: out, Dir: dir, ExportDir: exportDir, Logger: logger})

@@ -1,22 +1,22 @@
 // Package federation is the multi-cluster identity-federation story, run
 // for real on the lab: shared trust from one Vault root, cross-cluster mTLS
 // with SPIFFE identities, a live rotation, and a cluster that joins late.
-// `make demo` and the e2e test both run it; there is one implementation.
+// Every workload certificate comes from the cluster's real istiod, which
+// reads the cacerts meshtrust writes. `make demo` and the e2e test both run
+// it; there is one implementation.
 package federation
 
 import (
+	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/meshtrust/meshtrust/e2e/istio"
 	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/e2e/workload"
@@ -33,6 +34,21 @@ import (
 // rotationHandshakes is how many handshakes the live rotation needs on the
 // old intermediate before it renews, and on the new one after.
 const rotationHandshakes = 10
+
+// namespace holds the story's workloads in every cluster.
+const namespace = "default"
+
+// serviceAccount is the story's workload in each cluster (bookinfo).
+func serviceAccount(cluster string) string {
+	switch cluster {
+	case "kind1":
+		return "bookinfo-ratings"
+	case "kind2":
+		return "bookinfo-productpage"
+	default:
+		return "bookinfo-reviews"
+	}
+}
 
 // Config says where the story prints and writes.
 type Config struct {
@@ -92,6 +108,8 @@ type story struct {
 	owner    *mesh.CLI
 	result   Result
 	managers []*mesh.Controllers
+	// agents get each cluster's workload certificate from its istiod.
+	agents map[string]*istio.Agent
 }
 
 // Run tells the story. It returns an error only when the story could not
@@ -104,6 +122,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		// the controllers early shows in waitCACerts.
 		_ = m.Stop()
 	}
+	for _, a := range s.agents {
+		a.Close()
+	}
 	if s.lab != nil {
 		err = errors.Join(err, s.lab.Stop())
 	}
@@ -112,8 +133,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func (s *story) run(ctx context.Context) error {
-	s.say("starting the lab: Vault, clusters kind1, kind2, kind3 (trust domains = names), cert-manager in each")
-	l, err := lab.Start(ctx, lab.Options{Clusters: []string{"kind1", "kind2", "kind3"}, Dir: s.cfg.Dir, KeepDir: true, IssuanceBackoff: 10 * time.Second})
+	s.say("starting the lab: Vault, clusters kind1, kind2, kind3 (trust domains = names), cert-manager and istiod in each")
+	l, err := lab.Start(ctx, lab.Options{Clusters: []string{"kind1", "kind2", "kind3"}, Dir: s.cfg.Dir, KeepDir: true,
+		IssuanceBackoff: 10 * time.Second, Istiod: true})
 	if err != nil {
 		return err
 	}
@@ -122,16 +144,20 @@ func (s *story) run(ctx context.Context) error {
 		s.say("  %-14s %-26s started in %s", tm.Component, tm.Address, tm.Took.Round(time.Millisecond))
 	}
 	s.say("  lab up in %s; logs: %s", time.Since(s.began).Round(time.Millisecond), strings.Join(l.LogPaths(), ", "))
-	if servers, err := lab.Descendants(os.Getpid()); err == nil {
-		const mib = 1 << 20
-		s.say("  memory (RSS): %d server processes %d MiB; this process, with 3 in-process cert-managers, %d MiB",
-			len(servers), lab.ResidentBytes(servers...)/mib, lab.ResidentBytes(os.Getpid())/mib)
-	}
+	s.memory("")
 	if s.owner, err = mesh.NewCLI(l, "kind1"); err != nil {
 		return err
 	}
+	s.agents = map[string]*istio.Agent{}
+	for _, c := range l.Clusters {
+		if s.agents[c.Name], err = mesh.Workload(c, namespace, serviceAccount(c.Name)); err != nil {
+			return err
+		}
+	}
 
-	s.say("before federation: each cluster runs its own self-signed CA (istiod's default)")
+	s.meshConfigs(ctx)
+
+	s.say("before federation: each cluster's istiod runs its own self-signed CA (Istio's default)")
 	s.beforeFederation(ctx)
 
 	s.say("meshtrust vault bootstrap: the shared root is generated inside Vault")
@@ -151,13 +177,36 @@ func (s *story) run(ctx context.Context) error {
 		return err
 	}
 	s.checkSharedRoot(cas["kind2"], cas["kind3"])
+	s.plugIn(ctx, "istiod signs with meshtrust's intermediate", "kind2", "kind3")
 	s.status(ctx, "kind2", "kind3")
-	s.crossClusterMTLS(ctx, cas["kind2"], cas["kind3"])
-	s.isolation(cas["kind2"], cas["kind3"])
+	s.crossClusterMTLS(ctx, "kind2", "kind3", "cross-cluster mTLS with secure naming")
+	s.isolation(ctx, cas["kind2"])
 	if err := s.rotate(ctx); err != nil {
 		return err
 	}
-	return s.lateJoin(ctx)
+	if err := s.lateJoin(ctx); err != nil {
+		return err
+	}
+	s.memory(" at the end")
+	return nil
+}
+
+// memory prints the RSS of the lab's server processes, each istiod's among
+// them, and of this process.
+func (s *story) memory(when string) {
+	const mib = 1 << 20
+	servers, err := lab.Descendants(os.Getpid())
+	if err != nil {
+		return
+	}
+	var istiods []string
+	for _, c := range s.lab.Clusters {
+		if c.Istiod != nil {
+			istiods = append(istiods, fmt.Sprintf("%s %d MiB", c.Name, c.Istiod.ResidentBytes()/mib))
+		}
+	}
+	s.say("  memory (RSS)%s: %d server processes %d MiB, of which istiod %s; this process, with 3 in-process cert-managers, %d MiB",
+		when, len(servers), lab.ResidentBytes(servers...)/mib, strings.Join(istiods, ", "), lab.ResidentBytes(os.Getpid())/mib)
 }
 
 func (s *story) say(format string, args ...any) {
@@ -180,7 +229,7 @@ func (s *story) check(name string, err error, detail string) {
 	if err != nil {
 		verdict = "FAILED"
 	}
-	s.say("  check %-48s %s: %s", name, verdict, c.Detail)
+	s.say("  check %-58s %s: %s", name, verdict, c.Detail)
 }
 
 // cli runs `meshtrust args...` in-process, as the Vault owner would, and
@@ -190,21 +239,73 @@ func (s *story) cli(ctx context.Context, args ...string) (string, int) {
 	return out + errOut, code
 }
 
-// beforeFederation shows the problem: two clusters whose CAs are their
-// own do not trust each other's workloads.
+// meshConfigs checks that each istiod runs with its cluster's trust domain
+// and the other clusters' as aliases, as istiod itself reports them.
+func (s *story) meshConfigs(ctx context.Context) {
+	var errs []error
+	for _, c := range s.lab.Clusters {
+		mc, err := c.Istiod.ActiveMesh(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.say("  %s's istiod: trustDomain %s, trustDomainAliases %v (the istio ConfigMap, projected into --meshConfig)",
+			c.Name, mc.GetTrustDomain(), mc.GetTrustDomainAliases())
+		if mc.GetTrustDomain() != c.Istiod.TrustDomain || !slices.Equal(mc.GetTrustDomainAliases(), c.Istiod.Aliases) {
+			errs = append(errs, fmt.Errorf("%s's istiod runs trustDomain %q, aliases %v; want %q, %v",
+				c.Name, mc.GetTrustDomain(), mc.GetTrustDomainAliases(), c.Istiod.TrustDomain, c.Istiod.Aliases))
+		}
+	}
+	s.check("istiods run their trust domains, the others as aliases", errors.Join(errs...), "read from istiod's /debug/mesh")
+}
+
+// beforeFederation shows the problem: two clusters whose istiods sign
+// with CAs of their own do not trust each other's workloads.
 func (s *story) beforeFederation(ctx context.Context) {
-	kind2, err2 := selfSignedCA("kind2 istiod self-signed CA")
-	kind3, err3 := selfSignedCA("kind3 istiod self-signed CA")
-	if err := errors.Join(err2, err3); err != nil {
-		s.check("before: clusters do not trust each other", err, "")
-		return
+	const name = "before: workloads of self-signed istiods refuse each other"
+	served := map[string]*mesh.Served{}
+	for _, n := range []string{"kind2", "kind3"} {
+		// A new istiod publishes its bundle in each namespace moments after
+		// it starts; a pod's kubelet waits for it in the same way.
+		var sv *mesh.Served
+		err := lab.WaitFor(ctx, mesh.IstiodWait, func(ctx context.Context) error {
+			var err error
+			sv, err = s.serve(ctx, n)
+			return err
+		})
+		if err != nil {
+			s.check(name, err, "")
+			return
+		}
+		served[n] = sv
+		line := s.istiodLine(n, istio.SelfSignedCALine)
+		s.say("  %s: istiod logged %q; signs %s directly with its root %s", n, line, s.agents[n].ID(), rootName(sv.Roots.Certs[0]))
 	}
-	_, err := s.handshake(ctx, kind2, kind3)
-	if err == nil {
-		s.check("before: clusters do not trust each other", errors.New("a cross-cluster handshake succeeded without shared trust"), "")
-		return
+	if _, err := s.handshake(ctx, served["kind2"], "kind2", served["kind3"], "kind3"); err == nil {
+		s.check(name, errors.New("a cross-cluster handshake succeeded without shared trust"), "")
+	} else {
+		s.check(name, nil, "handshake refused: "+firstLine(err))
 	}
-	s.check("before: clusters do not trust each other", nil, "handshake refused: "+firstLine(err))
+}
+
+// serve gets the cluster's workload a certificate from its istiod, with the
+// bundle istiod publishes in the workload's namespace.
+func (s *story) serve(ctx context.Context, cluster string) (*mesh.Served, error) {
+	return mesh.Serve(ctx, s.lab.Cluster(cluster), s.agents[cluster], namespace)
+}
+
+// istiodLine is the first line of the cluster's istiod log that contains
+// substr, or a note that there is none.
+func (s *story) istiodLine(cluster, substr string) string {
+	lines, err := s.lab.Cluster(cluster).Istiod.LinesSince(0, substr)
+	if err != nil || len(lines) == 0 {
+		return "(no line with " + substr + ")"
+	}
+	return lines[0].Message()
+}
+
+func rootName(c *x509.Certificate) string {
+	return fmt.Sprintf("%q (sha256 %s…)", c.Subject.String(), pki.Fingerprint(c)[:16])
 }
 
 // enrol runs `meshtrust vault enroll`, applies the YAML it prints, and
@@ -309,97 +410,138 @@ func (s *story) status(ctx context.Context, names ...string) {
 	s.check(fmt.Sprintf("status healthy, %d×%d trust matrix all yes", len(names), len(names)), err, "exit 0")
 }
 
-// handshake signs a productpage workload with a and a reviews workload
-// with b, then has productpage call reviews over mutual TLS 1.3.
-func (s *story) handshake(ctx context.Context, a, b *workload.CA) (workload.Seen, error) {
-	productpage := workload.SPIFFEID("kind2", "default", "bookinfo-productpage")
-	reviews := workload.SPIFFEID("kind3", "default", "bookinfo-reviews")
-	now := time.Now()
-	client, err := workload.Issue(a, productpage, now, mesh.WorkloadTTL)
-	if err != nil {
-		return workload.Seen{}, err
+// plugIn restarts the istiods of the clusters named, which started before
+// their cacerts existed, and checks each signs with meshtrust's
+// intermediate.
+func (s *story) plugIn(ctx context.Context, check string, names ...string) {
+	var errs []error
+	for _, n := range names {
+		s.say("%s: cacerts exists; kubectl rollout restart deployment/istiod (an istiod on its self-signed CA does not watch ROOT_CA_DIR)", n)
+		line, served, err := mesh.PlugIn(ctx, s.lab.Cluster(n), s.agents[n], namespace)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.say("  %s: istiod logged %q; signs %s with intermediate serial %x; %s publishes root %s",
+			n, line.Message(), s.agents[n].ID(), served.Intermediate().SerialNumber, istio.RootCertConfigMap, rootName(served.Roots.Certs[0]))
 	}
-	server, err := workload.Issue(b, reviews, now, mesh.WorkloadTTL)
-	if err != nil {
-		return workload.Seen{}, err
-	}
+	s.check(check, errors.Join(errs...), "restarted on the projected cacerts, istiod signs with meshtrust's intermediate")
+}
+
+// handshake has the client workload (its certificate and published bundle
+// from its cluster's istiod) call the server workload over mutual TLS 1.3.
+// Each side verifies the other against the istio-ca-root-cert of its own
+// cluster and checks the peer's SPIFFE ID.
+func (s *story) handshake(ctx context.Context, client *mesh.Served, clientCluster string, server *mesh.Served, serverCluster string) (workload.Seen, error) {
 	return workload.Handshake(ctx,
-		workload.Peer{Cert: server, Roots: b.Roots, Expect: productpage},
-		workload.Peer{Cert: client, Roots: a.Roots, Expect: reviews})
+		workload.Peer{Cert: server.Identity.Cert, Roots: server.Roots.Pool, Expect: s.agents[clientCluster].ID()},
+		workload.Peer{Cert: client.Identity.Cert, Roots: client.Roots.Pool, Expect: s.agents[serverCluster].ID()})
 }
 
-func (s *story) crossClusterMTLS(ctx context.Context, kind2, kind3 *workload.CA) {
-	s.say("cross-cluster mTLS: productpage (kind2) calls reviews (kind3), TLS 1.3, client certificates required")
-	seen, err := s.handshake(ctx, kind2, kind3)
+// crossClusterMTLS has from's workload call to's, both with certificates
+// their istiods just issued.
+func (s *story) crossClusterMTLS(ctx context.Context, from, to, check string) {
+	s.say("cross-cluster mTLS: %s (%s) calls %s (%s), TLS 1.3, client certificates required, certificates from each cluster's istiod",
+		serviceAccount(from), from, serviceAccount(to), to)
+	client, err := s.serve(ctx, from)
+	var server *mesh.Served
 	if err == nil {
-		s.say("  reviews (kind3) saw    %s", seen.ServerSaw)
-		s.say("  productpage (kind2) saw %s", seen.ClientSaw)
+		server, err = s.serve(ctx, to)
 	}
-	s.check("cross-cluster mTLS with secure naming", err, "each side verified the other against its own root-cert.pem")
+	var seen workload.Seen
+	if err == nil {
+		seen, err = s.handshake(ctx, client, from, server, to)
+	}
+	if err == nil {
+		s.say("  %s (%s) saw %s", serviceAccount(to), to, seen.ServerSaw)
+		s.say("  %s (%s) saw %s", serviceAccount(from), from, seen.ClientSaw)
+	}
+	s.check(check, err, "each side verified the other against its own cluster's "+istio.RootCertConfigMap)
 }
 
-func (s *story) isolation(kind2, kind3 *workload.CA) {
-	s.say("isolation: kind2's intermediate signs a certificate claiming a kind3 identity")
-	forged := workload.SPIFFEID("kind3", "default", "bookinfo-reviews")
+// isolation signs, with kind2's intermediate key (from its cacerts, as
+// istiod holds it), a certificate for kind3's workload, which kind3's istiod
+// would never sign for kind2, and verifies it as kind3's workloads do.
+func (s *story) isolation(ctx context.Context, kind2 *workload.CA) {
+	const name = "name constraint stops a forged identity"
+	s.say("isolation: kind2's intermediate key signs a certificate claiming a kind3 identity")
+	forged := s.agents["kind3"].ID()
 	cert, err := workload.Issue(kind2, forged, time.Now(), mesh.WorkloadTTL)
 	if err != nil {
-		s.check("name constraint stops a forged identity", err, "")
+		s.check(name, err, "")
 		return
 	}
-	_, err = workload.Verify(cert.Certificate, kind3.Roots, forged, time.Now())
-	if err == nil {
-		s.check("name constraint stops a forged identity", errors.New("kind3 accepted a kind3 identity signed by kind2's intermediate"), "")
+	roots, err := istio.PublishedRoots(ctx, s.lab.Cluster("kind3").Clientset, namespace)
+	if err != nil {
+		s.check(name, err, "")
+		return
+	}
+	if _, err = workload.Verify(cert.Certificate, roots.Pool, forged, time.Now()); err == nil {
+		s.check(name, errors.New("kind3 accepted a kind3 identity signed by kind2's intermediate"), "")
 		return
 	}
 	s.say("  rejected: %s", err)
-	s.check("name constraint stops a forged identity", nil, "rejected by x509 name constraints")
+	s.check(name, nil, "rejected by x509 name constraints, verified against kind3's "+istio.RootCertConfigMap)
 }
 
-// rotate renews kind2's intermediate while handshakes run, each loading the
-// current cacerts from the API servers.
+// rotate renews kind2's intermediate while kind2's and kind3's workloads
+// keep asking their istiods for certificates and calling each other.
 func (s *story) rotate(ctx context.Context) error {
+	const name = "live rotation: istiod reloads, zero failures"
+	kind2 := s.lab.Cluster("kind2")
 	before, err := s.readCACerts(ctx, "kind2")
 	if err != nil {
 		return err
 	}
-	s.say("live rotation: handshakes loop while kind2's intermediate is renewed (serial %x)", before.Cert.SerialNumber)
+	s.say("live rotation: certificate requests and handshakes loop while kind2's intermediate is renewed (serial %x)", before.Cert.SerialNumber)
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
-	type tally struct{ ok, failed, afterChange int }
-	var counts tally
-	var firstFailure error
-	var newSerial *big.Int
-	var okBefore atomic.Int64
+	var tally struct {
+		requests, failedRequests, handshakes, failedHandshakes, onNew int
+		firstFailure                                                  error
+		newCA                                                         *x509.Certificate
+		firstNew                                                      time.Time
+	}
+	var onOld atomic.Int64
 	loopDone := make(chan struct{})
 	go func() {
 		defer close(loopDone)
 		for loopCtx.Err() == nil {
-			kind2, err := s.readCACerts(loopCtx, "kind2")
-			var kind3 *workload.CA
-			if err == nil {
-				kind3, err = s.readCACerts(loopCtx, "kind3")
-			}
-			if err == nil {
-				_, err = s.handshake(loopCtx, kind2, kind3)
+			var served [2]*mesh.Served
+			var err error
+			for n, cluster := range []string{"kind2", "kind3"} {
+				tally.requests++
+				if served[n], err = s.serve(loopCtx, cluster); err != nil {
+					break
+				}
 			}
 			if loopCtx.Err() != nil {
 				return
 			}
 			if err != nil {
-				counts.failed++
-				if firstFailure == nil {
-					firstFailure = err
-				}
+				tally.failedRequests++
+				tally.firstFailure = cmp.Or(tally.firstFailure, err)
 				continue
 			}
-			counts.ok++
-			okBefore.Add(1)
-			if kind2.Cert.SerialNumber.Cmp(before.Cert.SerialNumber) != 0 {
-				newSerial = kind2.Cert.SerialNumber
-				counts.afterChange++
-				if counts.afterChange >= rotationHandshakes {
+			tally.handshakes++
+			if _, err := s.handshake(loopCtx, served[0], "kind2", served[1], "kind3"); err != nil {
+				if loopCtx.Err() != nil {
 					return
 				}
+				tally.failedHandshakes++
+				tally.firstFailure = cmp.Or(tally.firstFailure, err)
+				continue
+			}
+			if ca := served[0].Intermediate(); !ca.Equal(before.Cert) {
+				if tally.newCA == nil {
+					tally.firstNew = time.Now()
+				}
+				tally.newCA = ca
+				if tally.onNew++; tally.onNew >= rotationHandshakes {
+					return
+				}
+			} else {
+				onOld.Add(1)
 			}
 		}
 	}()
@@ -412,14 +554,15 @@ func (s *story) rotate(ctx context.Context) error {
 			return nil
 		default:
 		}
-		if okBefore.Load() < rotationHandshakes {
-			return fmt.Errorf("%d handshakes so far", okBefore.Load())
+		if onOld.Load() < rotationHandshakes {
+			return fmt.Errorf("%d handshakes so far", onOld.Load())
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
-	if err := mesh.TriggerRenewal(ctx, s.lab.Cluster("kind2"), 30*time.Second, "the meshtrust demo"); err != nil {
+	renewed := time.Now()
+	if err := mesh.TriggerRenewal(ctx, kind2, 30*time.Second, "the meshtrust demo"); err != nil {
 		return err
 	}
 	select {
@@ -428,18 +571,34 @@ func (s *story) rotate(ctx context.Context) error {
 		stopLoop()
 		<-loopDone
 	}
-	var checkErr error
+
+	after, err := s.readCACerts(ctx, "kind2")
+	if err != nil {
+		return err
+	}
+	// istiod's own account: its reaction to the projected cacerts.
+	reaction, _, checkErr := mesh.WaitIstiodTakes(ctx, kind2, s.agents["kind2"], namespace)
 	switch {
-	case newSerial == nil:
-		checkErr = fmt.Errorf("kind2's cacerts never changed (%d handshakes, %d failed)", counts.ok+counts.failed, counts.failed)
-	case counts.failed > 0:
-		checkErr = fmt.Errorf("%d of %d handshakes failed, first: %v", counts.failed, counts.ok+counts.failed, firstFailure)
+	case checkErr != nil:
+	case tally.newCA == nil:
+		checkErr = fmt.Errorf("kind2's istiod never signed with a new intermediate (%d handshakes, %d failed; log: %s)",
+			tally.handshakes, tally.failedHandshakes, kind2.Istiod.LogPath)
+	case !tally.newCA.Equal(after.Cert):
+		checkErr = fmt.Errorf("kind2's istiod signs with serial %x, cacerts holds %x", tally.newCA.SerialNumber, after.Cert.SerialNumber)
 	}
-	if newSerial != nil {
-		s.say("  kind2 cacerts serial %x -> %x", before.Cert.SerialNumber, newSerial)
+	if tally.failedRequests+tally.failedHandshakes > 0 {
+		checkErr = errors.Join(checkErr, fmt.Errorf("%d of %d certificate requests and %d of %d handshakes failed, first: %v",
+			tally.failedRequests, tally.requests, tally.failedHandshakes, tally.handshakes, tally.firstFailure))
 	}
-	s.check("live rotation, zero failed handshakes", checkErr,
-		fmt.Sprintf("%d handshakes, %d failed, %d on the new intermediate", counts.ok+counts.failed, counts.failed, counts.afterChange))
+	if !reaction.Began.IsZero() {
+		s.say("  kind2's istiod at %s: %q", reaction.Verdict.At.UTC().Format("15:04:05.000"), reaction.Verdict.Message())
+	}
+	if tally.newCA != nil {
+		s.say("  kind2 cacerts serial %x -> %x; kind2's workload certificates signed by %x from %s after the renewal",
+			before.Cert.SerialNumber, after.Cert.SerialNumber, tally.newCA.SerialNumber, tally.firstNew.Sub(renewed).Round(time.Millisecond))
+	}
+	s.check(name, checkErr, fmt.Sprintf("%d certificate requests and %d handshakes, %d failed, %d handshakes on the new intermediate",
+		tally.requests, tally.handshakes, tally.failedRequests+tally.failedHandshakes, tally.onNew))
 	return nil
 }
 
@@ -461,7 +620,9 @@ func (s *story) lateJoin(ctx context.Context) error {
 	if _, err := s.waitCACerts(ctx, "kind1"); err != nil {
 		return err
 	}
+	s.plugIn(ctx, "late joiner's istiod signs with its intermediate", "kind1")
 	s.status(ctx, "kind1", "kind2", "kind3")
+	s.crossClusterMTLS(ctx, "kind1", "kind3", "late joiner: cross-cluster mTLS from kind1's istiod")
 	var changed []string
 	for _, n := range []string{"kind2", "kind3"} {
 		ca, err := s.readCACerts(ctx, n)
@@ -497,35 +658,6 @@ func (s *story) export(ctx context.Context) {
 		}
 	}
 	s.check("cacerts exported as istiod mounts them", err, s.cfg.ExportDir+"/<cluster>/{"+strings.Join([]string{pki.CACertKey, pki.CAKeyKey, pki.CertChainKey, pki.RootCertKey}, ",")+"}")
-}
-
-// selfSignedCA stands for the CA istiod generates when no cacerts exists.
-func selfSignedCA(name string) (*workload.CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{"cluster.local"}, CommonName: name},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	return &workload.CA{Cert: cert, Key: key, Chain: []*x509.Certificate{cert}, Roots: roots}, nil
 }
 
 func firstLine(err error) string {

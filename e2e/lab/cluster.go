@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,8 @@ type Cluster struct {
 	CAData []byte
 	// LogPath receives the in-process cert-manager's log.
 	LogPath string
+	// Istiod is the cluster's istiod, nil unless Options.Istiod.
+	Istiod *Istiod
 
 	env         *envtest.Environment
 	dir         string
@@ -149,6 +152,14 @@ func (c *Cluster) finishStart(ctx context.Context, spec clusterSpec) error {
 }
 
 func (c *Cluster) stop() error {
+	var errs []error
+	if c.Istiod != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := c.Istiod.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping istiod in cluster %s: %w", c.Name, err))
+		}
+		cancel()
+	}
 	if c.certManager != nil {
 		c.certManager.stop()
 	}
@@ -156,14 +167,14 @@ func (c *Cluster) stop() error {
 		c.logFile.Close()
 	}
 	if err := c.env.Stop(); err != nil {
-		return fmt.Errorf("stopping cluster %s: %w", c.Name, err)
+		return errors.Join(append(errs, fmt.Errorf("stopping cluster %s: %w", c.Name, err))...)
 	}
 	// etcd's data (over 100 MB, mostly preallocated WAL) says nothing a kept
 	// lab directory is kept for; the logs stay.
 	if err := os.RemoveAll(filepath.Join(c.dir, etcdDataDir)); err != nil {
-		return fmt.Errorf("removing etcd data of cluster %s: %w", c.Name, err)
+		errs = append(errs, fmt.Errorf("removing etcd data of cluster %s: %w", c.Name, err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c *Cluster) ensureNamespace(ctx context.Context, name string) error {

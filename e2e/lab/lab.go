@@ -30,6 +30,10 @@ type Options struct {
 	// NoCertManager runs no cert-manager controllers (the CRDs are still
 	// installed).
 	NoCertManager bool
+	// Istiod runs a real istiod in every cluster (Istiod), with Istio's
+	// CRDs installed. Each cluster's trust domain is its name, and the
+	// other clusters' names are its trustDomainAliases.
+	Istiod bool
 	// IssuanceBackoff is cert-manager's
 	// --certificate-request-minimum-backoff-duration: how long a
 	// Certificate waits after a failed issuance. Zero is cert-manager's
@@ -146,6 +150,17 @@ func (l *Lab) start(ctx context.Context, opts Options, root string, bins *Binari
 	if err != nil {
 		return err
 	}
+	var istiod string
+	if opts.Istiod {
+		if istiod, err = bins.Path(ToolIstiod); err != nil {
+			return err
+		}
+		crds, err := istioCRDs(bins)
+		if err != nil {
+			return err
+		}
+		crdDirs = append(crdDirs, crds)
+	}
 	var controllers []string
 	if !opts.NoCertManager {
 		controllers = append(DefaultCertManagerControllers(), opts.ExtraCertManagerControllers...)
@@ -181,8 +196,31 @@ func (l *Lab) start(ctx context.Context, opts Options, root string, bins *Binari
 		}
 		l.Clusters = append(l.Clusters, c)
 		l.Timings = append(l.Timings, Timing{Component: "cluster " + name, Address: c.Host, Took: time.Since(began)})
+		if !opts.Istiod {
+			continue
+		}
+		began = time.Now()
+		if c.Istiod, err = startIstiod(ctx, c, istiodSpec{
+			binary:      istiod,
+			dir:         filepath.Join(l.Dir, name, "istiod"),
+			trustDomain: name,
+			aliases:     others(clusters, name),
+		}); err != nil {
+			return fmt.Errorf("starting istiod in cluster %s: %w", name, err)
+		}
+		l.Timings = append(l.Timings, Timing{Component: "istiod " + name, Address: c.Istiod.SecureGRPCAddr, Took: time.Since(began)})
 	}
 	return nil
+}
+
+func others(all []string, name string) []string {
+	var out []string
+	for _, n := range all {
+		if n != name {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Stop stops every component. It is safe to call more than once.
@@ -215,6 +253,9 @@ func (l *Lab) LogPaths() []string {
 		if c.LogPath != "" {
 			paths = append(paths, c.LogPath)
 		}
+		if c.Istiod != nil {
+			paths = append(paths, c.Istiod.LogPath)
+		}
 	}
 	return paths
 }
@@ -234,6 +275,16 @@ func crdDirectories(root string) ([]string, error) {
 		dirs = append(dirs, own)
 	}
 	return dirs, nil
+}
+
+// istioCRDs returns Istio's CRDs, from the istio module that
+// e2e/tools/istio builds istiod from.
+func istioCRDs(bins *Binaries) (string, error) {
+	dir, err := bins.ModuleDir(ToolIstiod)
+	if err != nil {
+		return "", fmt.Errorf("locating the istio module for its CRDs: %w", err)
+	}
+	return filepath.Join(dir, "manifests", "charts", "base", "files", "crd-all.gen.yaml"), nil
 }
 
 func newFileLogger(w io.Writer) logr.Logger {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,9 +33,9 @@ func TestStopLeavesNoProcess(t *testing.T) {
 	assertGone(t, pids)
 }
 
-// TestKilledTestLeavesNoProcess kills a test binary that runs a lab with
-// SIGKILL, so no cleanup of its own runs, and checks the kernel took its
-// servers down with it.
+// TestKilledTestLeavesNoProcess kills a test binary that runs a lab (with
+// an istiod) with SIGKILL, so no cleanup of its own runs, and checks the
+// kernel took its servers down with it.
 func TestKilledTestLeavesNoProcess(t *testing.T) {
 	if os.Getenv("MESHTRUST_LAB_CHILD") != "" {
 		runChildLab(t)
@@ -50,13 +51,16 @@ func TestKilledTestLeavesNoProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	pids, err := readPIDs(stdout)
+	names := commandNames(pids)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pids) < 3 {
-		t.Fatalf("expected vault, etcd and kube-apiserver among the child's processes, found PIDs %v", pids)
+	for _, want := range []string{"vault", "etcd", "kube-apiserver", "istiod"} {
+		if !slices.Contains(names, want) {
+			t.Fatalf("expected %s among the child's processes, found %v (PIDs %v)", want, names, pids)
+		}
 	}
 	assertGone(t, pids)
 }
@@ -64,7 +68,7 @@ func TestKilledTestLeavesNoProcess(t *testing.T) {
 func runChildLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l, err := Start(ctx, Options{Clusters: []string{"c1"}, NoCertManager: true, Dir: os.Getenv("MESHTRUST_LAB_CHILD")})
+	l, err := Start(ctx, Options{Clusters: []string{"c1"}, NoCertManager: true, Istiod: true, Dir: os.Getenv("MESHTRUST_LAB_CHILD")})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		t.Fatal(err)
@@ -99,6 +103,17 @@ func readPIDs(stdout io.Reader) ([]int, error) {
 		}
 	}
 	return nil, fmt.Errorf("child exited without reporting its PIDs: %v", scanner.Err())
+}
+
+// commandNames reads each process's command name.
+func commandNames(pids []int) []string {
+	var names []string
+	for _, p := range pids {
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); err == nil {
+			names = append(names, strings.TrimSpace(string(comm)))
+		}
+	}
+	return names
 }
 
 func descendants(t *testing.T, pid int) []int {

@@ -1,7 +1,9 @@
 package lab
 
 import (
+	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +77,77 @@ func ResidentBytes(pids ...int) uint64 {
 		}
 	}
 	return total
+}
+
+// PeakResidentBytes is the peak resident set size of pid (VmHWM), read
+// from /proc; zero if the process is gone.
+func PeakResidentBytes(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kib << 10
+		}
+	}
+	return 0
+}
+
+// ListeningAddrs lists the TCP addresses (ip:port) pid listens on, read
+// from /proc: its socket inodes matched against /proc/net/tcp and tcp6.
+func ListeningAddrs(pid int) ([]string, error) {
+	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	if err != nil {
+		return nil, fmt.Errorf("listing the sockets of process %d: %w", pid, err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if link, err := os.Readlink(fd); err == nil {
+			if inode, ok := strings.CutPrefix(link, "socket:["); ok {
+				inodes[strings.TrimSuffix(inode, "]")] = true
+			}
+		}
+	}
+	var addrs []string
+	for _, table := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			return nil, fmt.Errorf("reading the TCP sockets of process %d: %w", pid, err)
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			const listen = "0A"
+			if len(f) < 10 || f[3] != listen || !inodes[f[9]] {
+				continue
+			}
+			addr, err := procNetAddr(f[1])
+			if err != nil {
+				return nil, err
+			}
+			addrs = append(addrs, addr)
+		}
+	}
+	return addrs, nil
+}
+
+// procNetAddr decodes /proc/net/tcp's "0100007F:1F90": the address as
+// 32-bit words in host (little-endian) order, the port in hex.
+func procNetAddr(s string) (string, error) {
+	hexIP, hexPort, ok := strings.Cut(s, ":")
+	raw, err := hex.DecodeString(hexIP)
+	port, perr := strconv.ParseUint(hexPort, 16, 16)
+	if !ok || err != nil || perr != nil || len(raw)%4 != 0 {
+		return "", fmt.Errorf("unexpected socket address %q in /proc/net", s)
+	}
+	ip := make(net.IP, len(raw))
+	for w := 0; w < len(raw); w += 4 {
+		for b := range 4 {
+			ip[w+b] = raw[w+3-b]
+		}
+	}
+	return net.JoinHostPort(ip.String(), strconv.FormatUint(port, 10)), nil
 }
 
 type procStat struct {

@@ -33,6 +33,7 @@ import (
 
 	controllerapp "github.com/meshtrust/meshtrust/cmd/meshtrust-controller/app"
 	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
+	"github.com/meshtrust/meshtrust/e2e/istio"
 	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
@@ -40,7 +41,7 @@ import (
 // The names the enrol command puts in the YAML it prints (its defaults), and
 // where Istio reads its CA.
 const (
-	IstioNamespace           = "istio-system"
+	IstioNamespace           = istio.Namespace
 	ControllerNamespace      = "meshtrust-system"
 	ControllerServiceAccount = "meshtrust-controller"
 	// IntermediateCertificate is the cert-manager Certificate, in
@@ -48,9 +49,9 @@ const (
 	IntermediateCertificate = "istio-ca"
 	// CACertsSecret is Istio's plugged-CA Secret in IstioNamespace, which
 	// the syncer writes.
-	CACertsSecret = "cacerts"
-	// WorkloadTTL is the lifetime of the workload certificates signed with
-	// a cluster's cacerts to check trust.
+	CACertsSecret = istio.CACertsSecret
+	// WorkloadTTL is the lifetime of the workload certificates the stories
+	// ask istiod for (or sign in-process, as cross-checks).
 	WorkloadTTL = time.Hour
 )
 

@@ -28,6 +28,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 
+	"github.com/meshtrust/meshtrust/e2e/istio"
 	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/e2e/workload"
@@ -46,30 +47,42 @@ const (
 	waitLimit = 2 * time.Minute
 )
 
-// env is one run: the lab, meshtrust's controllers in each cluster, and the
-// Vault owner's CLI.
+// env is one run: the lab (an istiod in each cluster), meshtrust's
+// controllers in each cluster, the Vault owner's CLI, and the one workload
+// of each cluster, whose certificates come from its istiod.
 type env struct {
-	t          *testing.T
-	ctx        context.Context
-	lab        *lab.Lab
-	vault      *vaultapi.Client
-	owner      *mesh.CLI
-	kubeconfig string
-	began      time.Time
-	logger     io.Writer
+	t           testing.TB
+	ctx         context.Context
+	lab         *lab.Lab
+	vault       *vaultapi.Client
+	owner       *mesh.CLI
+	kubeconfig  string
+	began       time.Time
+	logger      io.Writer
+	agents      map[string]*istio.Agent
+	controllers map[string]*mesh.Controllers
 
 	mu    sync.Mutex
 	roots map[string]string // SHA-256 fingerprint -> "root-1", "root-2"
 }
 
-func newEnv(t *testing.T, clusters ...string) *env {
+func newEnv(t testing.TB, clusters ...string) *env {
 	t.Helper()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	l := lab.New(t, lab.Options{Clusters: clusters, IssuanceBackoff: 10 * time.Second})
-	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{}}
-	e.logf("lab up: Vault %s, clusters %s", l.Vault.Addr, strings.Join(clusters, ", "))
+	l := lab.New(t, lab.Options{Clusters: clusters, IssuanceBackoff: 10 * time.Second, Istiod: true})
+	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{},
+		agents: map[string]*istio.Agent{}, controllers: map[string]*mesh.Controllers{}}
+	e.logf("lab up: Vault %s, clusters %s, an istiod in each", l.Vault.Addr, strings.Join(clusters, ", "))
+	for _, n := range clusters {
+		a, err := mesh.Workload(l.Cluster(n), workloadNamespace, serviceAccountOf(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Close)
+		e.agents[n] = a
+	}
 
 	owner, err := mesh.NewCLI(l, clusters[0])
 	if err != nil {
@@ -242,7 +255,7 @@ func (e *env) enrol(name, issuerRef string) {
 }
 
 // startControllers runs meshtrust's issuer and syncer for the cluster in
-// this process until the test ends.
+// this process until the test ends or stopControllers.
 func (e *env) startControllers(name string) {
 	e.t.Helper()
 	opts := mesh.ControllerOptions(zap.New(zap.WriteTo(e.logger), zap.UseDevMode(true)).WithValues("cluster", name))
@@ -253,11 +266,21 @@ func (e *env) startControllers(name string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.controllers[name] = m
 	e.t.Cleanup(func() {
 		if err := m.Stop(); err != nil {
 			e.t.Error(err)
 		}
 	})
+}
+
+// stopControllers stops meshtrust's controllers for the cluster, as an
+// operator scales the controller to zero.
+func (e *env) stopControllers(name string) {
+	e.t.Helper()
+	if err := e.controllers[name].Stop(); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // annotateCertificate sets one annotation on the cluster's intermediate
@@ -370,9 +393,10 @@ func (e *env) readSource(ctx context.Context, name string) (*sourceBundle, error
 }
 
 // renew makes cert-manager issue a new revision of the cluster's
-// intermediate (as `cmctl renew` does) and waits until the syncer has put
-// it into cacerts. accept judges the new ca.crt; when it refuses, the
-// renewal is repeated.
+// intermediate (as `cmctl renew` does), waits until the syncer has put it
+// into cacerts, and then until the cluster's istiod signs with it and
+// publishes its root-cert.pem. accept judges the new ca.crt; when it
+// refuses, the renewal is repeated.
 //
 // Why repeat: the issuer caches the list of Vault's roots for
 // --issuer-roots-cache-ttl (a second here), so a renewal right after a root
@@ -384,6 +408,7 @@ func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState
 	// Each renewal takes a fraction of a second, so this many outlast the
 	// one-second cache many times over, yet not a one-minute one.
 	const attempts = 30
+	mark := c.Istiod.Mark()
 	for attempt := 1; ; attempt++ {
 		before, err := e.readSource(e.ctx, name)
 		if err != nil {
@@ -435,8 +460,38 @@ func (e *env) renew(name string, accept func(*sourceBundle) error) *clusterState
 			return nil
 		})
 		e.logf("  renewed %s: ca.crt %v -> %s", name, e.names(src.Roots), e.describe(got))
+		e.waitIstiod(name, mark)
 		return got
 	}
+}
+
+// waitIstiod waits until the cluster's istiod has taken its current
+// cacerts (mesh.WaitIstiodTakes) and checks that istiod refused none of the
+// versions it saw after mark: a refusal fails the test quoting istiod's log
+// line, istiod's exit naming its log file.
+func (e *env) waitIstiod(name string, mark lab.LogMark) *mesh.Served {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	r, served, err := mesh.WaitIstiodTakes(e.ctx, c, e.agents[name], workloadNamespace)
+	if err != nil {
+		e.t.Fatalf("%s: %v", name, err)
+	}
+	reactions, err := c.Istiod.Reactions(mark)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, rr := range reactions {
+		if rr.Refused {
+			e.t.Fatalf("%s: %v", name, &lab.CACertsRefusedError{Cluster: name, Line: rr.Verdict, LogPath: c.Istiod.LogPath})
+		}
+	}
+	took := "loaded at start"
+	if !r.Began.IsZero() {
+		took = r.Verdict.Message()
+	}
+	e.logf("  %s's istiod took it (%s): signs with intermediate %.8s…, publishes %v in %s",
+		name, took, served.Intermediate().SerialNumber.Text(16), e.names(served.Roots.Certs), istio.RootCertConfigMap)
+	return served
 }
 
 func (e *env) revision(name string) int {
@@ -449,8 +504,8 @@ func (e *env) revision(name string) int {
 }
 
 // call has a workload holding clientCert call one holding serverCert over
-// mutual TLS 1.3; each side verifies the other against its own cluster's
-// root-cert.pem and checks the peer's SPIFFE ID.
+// mutual TLS 1.3; each side verifies the other against the bundle its own
+// cluster's istiod published and checks the peer's SPIFFE ID.
 func call(ctx context.Context, clientCert tls.Certificate, clientID string, clientRoots *x509.CertPool,
 	serverCert tls.Certificate, serverID string, serverRoots *x509.CertPool) error {
 	_, err := workload.Handshake(ctx,
@@ -459,29 +514,45 @@ func call(ctx context.Context, clientCert tls.Certificate, clientID string, clie
 	return err
 }
 
-// workloadOf is the one workload each cluster runs in this test.
+// workloadNamespace holds each cluster's one workload.
+const workloadNamespace = "default"
+
+// serviceAccountOf is the one workload each cluster runs in this test.
+func serviceAccountOf(cluster string) string {
+	if cluster == "kind2" {
+		return "bookinfo-productpage"
+	}
+	return "bookinfo-reviews"
+}
+
+// workloadOf is that workload's SPIFFE ID.
 func workloadOf(cluster string) string {
-	sa := map[string]string{"kind2": "bookinfo-productpage", "kind3": "bookinfo-reviews"}[cluster]
-	return workload.SPIFFEID(cluster, "default", sa)
+	return istio.SPIFFEID(cluster, workloadNamespace, serviceAccountOf(cluster))
 }
 
-// freshCall has from's workload call to's workload, both with certificates
-// signed just now by their cluster's current intermediate.
-func freshCall(ctx context.Context, from, to *clusterState) error {
-	now := time.Now()
-	clientCert, err := workload.Issue(from.CA, workloadOf(from.Name), now, mesh.WorkloadTTL)
-	if err != nil {
-		return err
-	}
-	serverCert, err := workload.Issue(to.CA, workloadOf(to.Name), now, mesh.WorkloadTTL)
-	if err != nil {
-		return err
-	}
-	return call(ctx, clientCert, workloadOf(from.Name), from.CA.Roots, serverCert, workloadOf(to.Name), to.CA.Roots)
+// serve has the cluster's workload get a certificate from its istiod, with
+// the bundle istiod publishes in its namespace.
+func (e *env) serve(ctx context.Context, cluster string) (*mesh.Served, error) {
+	return mesh.Serve(ctx, e.lab.Cluster(cluster), e.agents[cluster], workloadNamespace)
 }
 
-// stateKey says which root each cluster's intermediate chains to and which
-// roots each cluster's root-cert.pem holds, in file order.
+// servedCall has from's workload call to's, both with what their istiods
+// just handed out.
+func servedCall(ctx context.Context, from, to string, a, b *mesh.Served) error {
+	return call(ctx, a.Identity.Cert, workloadOf(from), a.Roots.Pool, b.Identity.Cert, workloadOf(to), b.Roots.Pool)
+}
+
+// chainRoot is the root at the end of the chain istiod returned (its
+// cert-chain.pem ends with the root that signed the intermediate).
+func chainRoot(s *mesh.Served) *x509.Certificate {
+	if n := len(s.Identity.Intermediates); n > 0 {
+		return s.Identity.Intermediates[n-1]
+	}
+	return s.Identity.Cert.Leaf
+}
+
+// stateKey says, from what each cluster's istiod hands out, which root its
+// intermediate chains to and which roots it publishes, in order.
 type stateKey struct {
 	Chain2, Chain3 string
 	Trust2, Trust3 string
@@ -491,10 +562,10 @@ func (k stateKey) String() string {
 	return fmt.Sprintf("kind2 signed by %s, trusts %s | kind3 signed by %s, trusts %s", k.Chain2, k.Trust2, k.Chain3, k.Trust3)
 }
 
-func (e *env) key(k2, k3 *clusterState) stateKey {
+func (e *env) key(k2, k3 *mesh.Served) stateKey {
 	return stateKey{
-		Chain2: e.name(k2.ChainRoot), Chain3: e.name(k3.ChainRoot),
-		Trust2: strings.Join(e.names(k2.Bundle), "+"), Trust3: strings.Join(e.names(k3.Bundle), "+"),
+		Chain2: e.name(chainRoot(k2)), Chain3: e.name(chainRoot(k3)),
+		Trust2: strings.Join(e.names(k2.Roots.Certs), "+"), Trust3: strings.Join(e.names(k3.Roots.Certs), "+"),
 	}
 }
 
@@ -507,20 +578,23 @@ type traffic struct {
 	byState  map[stateKey]int
 	order    []stateKey
 	// versions holds, per cluster, every distinct root-cert.pem the loop
-	// saw, in order.
+	// saw in cacerts, in order. While a cluster's cacerts holds a fixture
+	// written around the syncer, reads of it are left out.
 	versions map[string][][]byte
+	fixtures map[string]fixtureWindow
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // startTraffic runs handshakes in both directions, kind2 -> kind3 and kind3
-// -> kind2, until stop. Each round loads both clusters' current cacerts from
-// their API servers and signs fresh workload certificates with them, as
-// istiod would right after reloading cacerts.
+// -> kind2, until stop. Each round gets fresh workload certificates from
+// both clusters' istiods and reads the bundles they publish, as workloads
+// that just rotated their certificates.
 func (e *env) startTraffic() *traffic {
 	ctx, cancel := context.WithCancel(e.ctx)
-	tr := &traffic{byState: map[stateKey]int{}, versions: map[string][][]byte{}, cancel: cancel, done: make(chan struct{})}
+	tr := &traffic{byState: map[stateKey]int{}, versions: map[string][][]byte{}, fixtures: map[string]fixtureWindow{},
+		cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(tr.done)
 		// A short pause between rounds leaves the two cores to the
@@ -547,6 +621,8 @@ func (tr *traffic) stop() {
 }
 
 func (e *env) round(ctx context.Context, tr *traffic) {
+	// What the syncer wrote, for the cross-check of root-cert.pem changes.
+	readAt := time.Now()
 	k2, err := e.readState(ctx, "kind2")
 	var k3 *clusterState
 	if err == nil {
@@ -559,28 +635,70 @@ func (e *env) round(ctx context.Context, tr *traffic) {
 		tr.record(stateKey{}, fmt.Errorf("loading cacerts: %w", err))
 		return
 	}
-	tr.see("kind2", k2.BundlePEM)
-	tr.see("kind3", k3.BundlePEM)
-	key := e.key(k2, k3)
-	for _, pair := range [][2]*clusterState{{k2, k3}, {k3, k2}} {
-		err := freshCall(ctx, pair[0], pair[1])
+	tr.see("kind2", k2.BundlePEM, readAt)
+	tr.see("kind3", k3.BundlePEM, readAt)
+	served := map[string]*mesh.Served{}
+	for _, n := range []string{"kind2", "kind3"} {
+		s, err := e.serve(ctx, n)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			err = fmt.Errorf("%s -> %s in state [%s]: %w", pair[0].Name, pair[1].Name, key, err)
+			tr.record(stateKey{}, fmt.Errorf("certificate request: %w", err))
+			return
+		}
+		served[n] = s
+	}
+	key := e.key(served["kind2"], served["kind3"])
+	for _, pair := range [][2]string{{"kind2", "kind3"}, {"kind3", "kind2"}} {
+		err := servedCall(ctx, pair[0], pair[1], served[pair[0]], served[pair[1]])
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			err = fmt.Errorf("%s -> %s in state [%s]: %w", pair[0], pair[1], key, err)
 		}
 		tr.record(key, err)
 	}
 }
 
-func (tr *traffic) see(cluster string, bundle []byte) {
+// see records bundle, read from cluster's cacerts by a read that began at
+// readAt.
+func (tr *traffic) see(cluster string, bundle []byte, readAt time.Time) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	if f, ok := tr.fixtures[cluster]; ok && bytes.Equal(f.bundle, bundle) && (f.until.IsZero() || readAt.Before(f.until)) {
+		return
+	}
 	v := tr.versions[cluster]
 	if len(v) == 0 || !bytes.Equal(v[len(v)-1], bundle) {
 		tr.versions[cluster] = append(v, bytes.Clone(bundle))
 	}
+}
+
+// fixtureWindow is a root-cert.pem written around the syncer, and when it
+// was replaced again (zero while it is in place).
+type fixtureWindow struct {
+	bundle []byte
+	until  time.Time
+}
+
+// fixture tells the loop that cluster's cacerts is about to hold bundle,
+// written around the syncer: reads of it are not the syncer's.
+func (tr *traffic) fixture(cluster string, bundle []byte) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.fixtures[cluster] = fixtureWindow{bundle: bytes.Clone(bundle)}
+}
+
+// fixtureGone tells the loop that cluster's cacerts no longer holds its
+// fixture: reads that begin from now on cannot see it.
+func (tr *traffic) fixtureGone(cluster string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	f := tr.fixtures[cluster]
+	f.until = time.Now()
+	tr.fixtures[cluster] = f
 }
 
 func (tr *traffic) record(key stateKey, err error) {

@@ -2,8 +2,14 @@ package rotation
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,8 +18,9 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/e2e/istio"
+	"github.com/meshtrust/meshtrust/e2e/lab"
 	"github.com/meshtrust/meshtrust/e2e/mesh"
-	"github.com/meshtrust/meshtrust/e2e/workload"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 	"github.com/meshtrust/meshtrust/syncer"
@@ -33,11 +40,16 @@ const (
 )
 
 // TestRootRotation rotates the shared root of two clusters while workloads
-// in kind2 and kind3 keep calling each other over mutual TLS:
+// in kind2 and kind3 keep getting certificates from their clusters' real
+// istiods (ISTIO_MULTIROOT_MESH=true) and calling each other over mutual
+// TLS. At every step istiod must take the new cacerts: the proof is what it
+// hands out (CreateCertificate's chain) and publishes (istio-ca-root-cert).
 //
 //  1. baseline: both intermediates chain to root-1;
-//  2. root-2 is added in Vault and both intermediates are renewed: both
-//     root-cert.pem files trust root-1 and root-2;
+//  2. root-2 is added in Vault; a root-cert.pem holding only root-2, written
+//     around the syncer, is refused by istiod (the negative control); then
+//     both intermediates are renewed: both root-cert.pem files trust root-1
+//     and root-2;
 //  3. kind2 moves to root-2 (new enrolment policy, issuerRef, renewal)
 //     while kind3 stays on root-1;
 //  4. kind3 moves to root-2;
@@ -61,23 +73,25 @@ func TestRootRotation(t *testing.T) {
 		e.annotateCertificate(n, syncer.AnnotationRootGrace, rootGrace.String())
 		e.startControllers(n)
 	}
-	base := map[string]*clusterState{}
 	for _, n := range clusters {
-		base[n] = e.waitState(n, func(s *clusterState) error {
+		base := e.waitState(n, func(s *clusterState) error {
 			return expectState(e, s, "root-1", []string{"root-1"})
 		})
-		e.logf("  %s", e.describe(base[n]))
+		e.logf("  %s", e.describe(base))
 	}
-	// Workload certificates issued now, under root-1, that their
-	// workloads keep using through the rotation, as a sidecar keeps its
-	// certificate until it is due for renewal.
+	// The istiods started before cacerts existed, on their own self-signed
+	// CAs: restart them, as Istio's plug-in CA guide says.
+	// Workload certificates issued then, under root-1, are kept by their
+	// workloads through the rotation, as a sidecar keeps its certificate
+	// until it is due for renewal.
 	stale := map[string]tls.Certificate{}
 	for _, n := range clusters {
-		cert, err := workload.Issue(base[n].CA, workloadOf(n), time.Now(), mesh.WorkloadTTL)
+		line, served, err := mesh.PlugIn(e.ctx, e.lab.Cluster(n), e.agents[n], workloadNamespace)
 		if err != nil {
 			t.Fatal(err)
 		}
-		stale[n] = cert
+		e.logf("  %s's istiod restarted: %s; signs %s under %s", n, line.Message(), workloadOf(n), e.name(chainRoot(served)))
+		stale[n] = served.Identity.Cert
 	}
 	tr := e.startTraffic()
 	e.waitTraffic(tr, "with both clusters on root-1", perState, func(k stateKey) bool {
@@ -93,6 +107,7 @@ func TestRootRotation(t *testing.T) {
 	if got, want := e.vaultIssuers(), []string{root1Ref, root2Ref}; !slices.Equal(got, want) {
 		t.Fatalf("Vault issuers are %v, want %v", got, want)
 	}
+	e.expectIstiodRefusesRootSwap(tr, "kind3", r2)
 	for _, n := range clusters {
 		prev := e.mustState(n)
 		s := e.renew(n, func(src *sourceBundle) error {
@@ -170,6 +185,12 @@ func TestRootRotation(t *testing.T) {
 		t.Fatalf("a second meshtrust vault retire-root --issuer-name %s should change nothing:\n%s", root1Ref, out)
 	}
 	e.logf("  meshtrust vault retire-root --issuer-name %s: root-1 deleted from Vault; a second run changed nothing", root1Ref)
+	// From here on, istiod's reactions to the renewals and to the syncer
+	// dropping root-1 at the end of the grace period.
+	marks := map[string]lab.LogMark{}
+	for _, n := range clusters {
+		marks[n] = e.lab.Cluster(n).Istiod.Mark()
+	}
 	for _, n := range clusters {
 		prev := e.mustState(n)
 		s := e.renew(n, func(src *sourceBundle) error {
@@ -207,6 +228,7 @@ func TestRootRotation(t *testing.T) {
 			t.Errorf("%s: annotation %s still set after the grace period", n, syncer.AnnotationRootsChangedAt)
 		}
 		e.logf("  %s", e.describe(s))
+		e.waitIstiod(n, marks[n])
 	}
 	e.waitTraffic(tr, "with both on root-2 only", perState, func(k stateKey) bool {
 		return k == stateKey{Chain2: "root-2", Chain3: "root-2", Trust2: "root-2", Trust3: "root-2"}
@@ -222,7 +244,7 @@ func TestRootRotation(t *testing.T) {
 	if tr.failed > 0 {
 		t.Errorf("%d of %d handshakes failed; first failures:\n%s", tr.failed, tr.ok+tr.failed, strings.Join(tr.failures, "\n"))
 	}
-	e.checkIstiodWouldAccept(tr)
+	e.checkOlderIstiodWouldAccept(tr)
 
 	rep := e.status("--expect-root", pki.Fingerprint(r2))
 	for _, c := range rep.Clusters {
@@ -359,43 +381,146 @@ func (e *env) expectStaleRejected(stale map[string]tls.Certificate) {
 	e.logf("  workloads still holding root-1 certificates: refused after the grace period:\n%s", strings.Join(reasons, "\n"))
 }
 
-// staleCalls has kind2's baseline workload call a fresh kind3 workload, and
-// kind3's baseline workload call a fresh kind2 workload.
+// staleCalls has kind2's baseline workload call a kind3 workload with a
+// certificate fresh from kind3's istiod, and kind3's baseline workload a
+// fresh kind2 workload. Each side verifies with what its own cluster's
+// istiod publishes now.
 func (e *env) staleCalls(stale map[string]tls.Certificate) []error {
 	e.t.Helper()
-	k2, k3 := e.mustState("kind2"), e.mustState("kind3")
 	var errs []error
-	for _, pair := range [][2]*clusterState{{k2, k3}, {k3, k2}} {
+	for _, pair := range [][2]string{{"kind2", "kind3"}, {"kind3", "kind2"}} {
 		from, to := pair[0], pair[1]
-		fresh, err := workload.Issue(to.CA, workloadOf(to.Name), time.Now(), mesh.WorkloadTTL)
+		fresh, err := e.serve(e.ctx, to)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		err = call(e.ctx, stale[from.Name], workloadOf(from.Name), from.CA.Roots, fresh, workloadOf(to.Name), to.CA.Roots)
+		fromRoots, err := istio.PublishedRoots(e.ctx, e.lab.Cluster(from).Clientset, workloadNamespace)
 		if err != nil {
-			err = fmt.Errorf("baseline %s -> fresh %s: %w", from.Name, to.Name, err)
+			e.t.Fatal(err)
+		}
+		err = call(e.ctx, stale[from], workloadOf(from), fromRoots.Pool, fresh.Identity.Cert, workloadOf(to), fresh.Roots.Pool)
+		if err != nil {
+			err = fmt.Errorf("baseline %s -> fresh %s: %w", from, to, err)
 		}
 		errs = append(errs, err)
 	}
 	return errs
 }
 
-// istiodAccepts is istiod's rule for a changed root-cert.pem (handleEvent in
-// pilot/pkg/bootstrap/istio_ca.go, with MultiRootMesh on): one file must
-// contain the other byte for byte. Otherwise istiod logs "Updating new
-// ROOT-CA not supported" and ignores the whole cacerts update, the new
+// expectIstiodRefusesRootSwap is the negative control of "istiod takes
+// every root-cert.pem the syncer writes": with the cluster's controllers
+// stopped, it writes a cacerts whose root-cert.pem holds only root-2 where
+// istiod has root-1 (neither contains the other), with a valid intermediate
+// for the cluster signed by root-2 in Vault: the root swap an operator
+// might attempt by hand. istiod must refuse it, quoting its rule, and keep
+// signing with the root-1 intermediate while traffic flows. The previous
+// cacerts is then put back and the controllers restarted.
+func (e *env) expectIstiodRefusesRootSwap(tr *traffic, name string, root2 *x509.Certificate) {
+	e.t.Helper()
+	c := e.lab.Cluster(name)
+	e.logf("  negative control: %s's controllers stopped; a cacerts with root-cert.pem = [root-2] only is written around the syncer", name)
+	e.stopControllers(name)
+	before, err := mesh.CACerts(e.ctx, c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	served, err := e.serve(e.ctx, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	fixture := e.rootSwapFixture(name, root2)
+	tr.fixture(name, fixture[pki.RootCertKey])
+
+	swapped := before.DeepCopy()
+	swapped.Data = fixture
+	if err := c.Client.Update(e.ctx, swapped); err != nil {
+		e.t.Fatalf("writing the fixture into %s's cacerts: %v", name, err)
+	}
+	_, _, err = mesh.WaitIstiodTakes(e.ctx, c, e.agents[name], workloadNamespace)
+	var refused *lab.CACertsRefusedError
+	if !errors.As(err, &refused) || !strings.Contains(refused.Line.Text, "Updating new ROOT-CA not supported") {
+		e.t.Fatalf("%s: istiod was given root-cert.pem [root-2] over [root-1]: %v; want it refused", name, err)
+	}
+	e.logf("  %s's istiod refused it: %q", name, refused.Line.Message())
+	now, err := e.serve(e.ctx, name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !now.Intermediate().Equal(served.Intermediate()) || !slices.Equal(e.names(now.Roots.Certs), []string{"root-1"}) {
+		e.t.Fatalf("%s: after refusing, istiod signs with %x and publishes %v; want the previous intermediate %x and [root-1]",
+			name, now.Intermediate().SerialNumber, e.names(now.Roots.Certs), served.Intermediate().SerialNumber)
+	}
+	e.logf("  %s's istiod still signs with intermediate %.8s… and publishes %v", name, now.Intermediate().SerialNumber.Text(16), e.names(now.Roots.Certs))
+
+	mark := c.Istiod.Mark()
+	restored, err := mesh.CACerts(e.ctx, c)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	restored.Data = before.Data
+	if err := c.Client.Update(e.ctx, restored); err != nil {
+		e.t.Fatalf("restoring %s's cacerts: %v", name, err)
+	}
+	tr.fixtureGone(name)
+	e.waitIstiod(name, mark)
+	e.startControllers(name)
+	e.logf("  %s's cacerts restored and its controllers restarted", name)
+}
+
+// rootSwapFixture is a complete, valid cacerts for the cluster under root-2
+// alone: an intermediate for its trust domain that Vault's root-2 signs
+// (with the root token, around meshtrust), its key, and root-cert.pem =
+// root-2.
+func (e *env) rootSwapFixture(name string, root2 *x509.Certificate) map[string][]byte {
+	e.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name + " fixture intermediate"}}, key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sec, err := e.vault.Logical().WriteWithContext(e.ctx, pkiMount+"/issuer/"+root2Ref+"/sign-intermediate", map[string]any{
+		"csr":                   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
+		"common_name":           name + " fixture intermediate",
+		"ttl":                   "24h",
+		"max_path_length":       0,
+		"permitted_uri_domains": name,
+	})
+	if err != nil || sec == nil {
+		e.t.Fatalf("signing the fixture intermediate under root-2: %v", err)
+	}
+	certPEM, _ := sec.Data["certificate"].(string)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rootPEM := pki.EncodeCertificates(root2)
+	return map[string][]byte{
+		pki.CACertKey:    []byte(certPEM),
+		pki.CAKeyKey:     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		pki.CertChainKey: append([]byte(certPEM+"\n"), rootPEM...),
+		pki.RootCertKey:  rootPEM,
+	}
+}
+
+// olderIstiodAccepts is the rule for a changed root-cert.pem of istiods
+// older than the one in the lab (handleEvent in
+// pilot/pkg/bootstrap/istio_ca.go with MultiRootMesh on, before
+// istio/istio#59909 compared certificate sets): one file must contain the
+// other byte for byte. Otherwise such an istiod logs "Updating new ROOT-CA
+// not supported" and ignores the whole cacerts update, the new
 // intermediate included.
-func istiodAccepts(old, updated []byte) bool {
+func olderIstiodAccepts(old, updated []byte) bool {
 	return bytes.Contains(updated, old) || bytes.Contains(old, updated)
 }
 
-// checkIstiodWouldAccept replays every root-cert.pem change the traffic
-// loop saw through istiod's rule.
-//
-// Every change must pass: a refused change would leave istiod signing with
-// the old intermediate, and its workloads cut off once the old root's grace
-// period ends.
-func (e *env) checkIstiodWouldAccept(tr *traffic) {
+// checkOlderIstiodWouldAccept replays every root-cert.pem change the
+// traffic loop saw in cacerts through the older, byte-wise rule. The lab's
+// istiod took each change (the proof); this cross-check shows the syncer's
+// files would also pass the stricter rule istiods still in the field apply.
+func (e *env) checkOlderIstiodWouldAccept(tr *traffic) {
 	e.t.Helper()
 	for _, n := range []string{"kind2", "kind3"} {
 		versions := tr.versions[n]
@@ -406,11 +531,11 @@ func (e *env) checkIstiodWouldAccept(tr *traffic) {
 		e.logf("%s root-cert.pem versions: %s", n, strings.Join(seq, " -> "))
 		for i := 1; i < len(versions); i++ {
 			old, updated := versions[i-1], versions[i]
-			if istiodAccepts(old, updated) {
+			if olderIstiodAccepts(old, updated) {
 				continue
 			}
 			o, u := e.namesPEM(old), e.namesPEM(updated)
-			e.t.Errorf("%s: root-cert.pem %v -> %v: istiod would refuse this change (neither file contains the other)", n, o, u)
+			e.t.Errorf("%s: root-cert.pem %v -> %v: an istiod before istio/istio#59909 would refuse this change (neither file contains the other)", n, o, u)
 		}
 	}
 }

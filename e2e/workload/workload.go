@@ -1,7 +1,13 @@
-// Package workload does what istiod and Envoy do with a cluster's cacerts,
-// so the e2e tests and the demo can prove cross-cluster mTLS without Istio:
-// it signs workload certificates with the plugged-in intermediate and runs
-// mutual TLS 1.3 handshakes that check SPIFFE identities ("secure naming").
+// Package workload does Envoy's part of mutual TLS between workloads, with
+// the certificates istiod issues (e2e/istio's agent): TLS 1.3 handshakes
+// with client certificates required, each side verifying the other against
+// its own trust bundle and checking the peer's SPIFFE ID ("secure
+// naming").
+//
+// It also loads a cluster's cacerts and signs with its intermediate key
+// in-process. The stories use that only where istiod cannot be the signer:
+// to forge a certificate for another cluster's trust domain, which the
+// name constraint must stop.
 //
 // It lives under e2e/ on purpose: it is test equipment, never part of the
 // product binaries.
@@ -53,14 +59,10 @@ func LoadCA(data map[string][]byte) (*CA, error) {
 	return &CA{Cert: b.Cert, Key: b.Key.Signer, Chain: chain, Roots: roots}, nil
 }
 
-// SPIFFEID returns spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>.
-func SPIFFEID(trustDomain, namespace, serviceAccount string) string {
-	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", trustDomain, namespace, serviceAccount)
-}
-
-// Issue signs a workload certificate for id, valid from now for ttl, the
-// way istiod signs a CSR from a sidecar: URI SAN only, server and client
-// auth, chain appended.
+// Issue signs a certificate for id with ca's key, valid from now for ttl,
+// shaped as istiod shapes a workload certificate: URI SAN only, server and
+// client auth, chain appended. Nothing in the lab trusts it for being
+// signed here: it exists to show what the name constraint refuses.
 func Issue(ca *CA, id string, now time.Time, ttl time.Duration) (tls.Certificate, error) {
 	uri, err := url.Parse(id)
 	if err != nil || uri.Scheme != "spiffe" {
