@@ -55,8 +55,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// VaultTimeout bounds each HTTP call to Vault.
 	VaultTimeout time.Duration
-	// RootsCacheTTL is how long the list of the mount's live roots, which
-	// becomes ca.crt, is reused before Vault is asked again. A root added
+	// RootsCacheTTL is how long the signing issuer's trust anchors, which
+	// become ca.crt, are reused before Vault is asked again. A root added
 	// during a rotation reaches ca.crt at the first issuance after it.
 	RootsCacheTTL time.Duration
 	// DisableKubernetesCSR turns off signing of Kubernetes
@@ -114,7 +114,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.VaultTimeout, "issuer-vault-timeout", o.VaultTimeout,
 		"Timeout of each HTTP call to Vault.")
 	fs.DurationVar(&o.RootsCacheTTL, "issuer-roots-cache-ttl", o.RootsCacheTTL,
-		"How long the PKI mount's list of live roots (ca.crt) is reused; a root added in Vault reaches ca.crt at the first issuance after this.")
+		"How long the signing Vault issuer's trust anchors (ca.crt) are reused; a root bootstrap adds in Vault reaches ca.crt at the first issuance after this.")
 	fs.BoolVar(&o.DisableKubernetesCSR, "issuer-disable-kubernetes-csr", o.DisableKubernetesCSR,
 		"Do not sign Kubernetes CertificateSigningRequests (signerName vaultclusterissuers.meshtrust.io/<name>).")
 }

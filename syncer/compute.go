@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
@@ -41,6 +42,11 @@ type Input struct {
 	// source annotation is gone, no longer opts in, or targets another
 	// Secret (see decision.Input).
 	PreviousOwnerReleased bool
+	// Mesh, MeshSource and MeshErr are Istio's mesh ConfigMap in the
+	// target's namespace (see decision.Input).
+	Mesh       *meshconfig.TrustDomains
+	MeshSource string
+	MeshErr    error
 }
 
 // Event is a Kubernetes event to record on the Certificate.
@@ -145,6 +151,16 @@ func Compute(in Input) Plan {
 		GuardRecorded:         settings.GuardRecorded,
 		GuardRevision:         settings.GuardRevision,
 		GuardAt:               settings.GuardAt,
+		AllowedIssuers:        in.Options.allowedIssuers,
+		Mesh:                  in.Mesh,
+		MeshSource:            in.MeshSource,
+		MeshErr:               in.MeshErr,
+	}
+	if r := decision.IssuerAllowed(pin); r != nil {
+		// Not even a renewal: a Certificate of another issuer is none of
+		// the syncer's business beyond saying so.
+		p.refuse(r)
+		return p
 	}
 	if in.Source != nil {
 		// Parsed before the rotation decisions: the lifetime guard falls

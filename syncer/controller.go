@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -32,6 +33,7 @@ import (
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -185,6 +187,7 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 			in.PreviousOwnerReleased = r.ownerReleased(ctx, src, s.Target)
 		}
 	}
+	r.gatherMesh(ctx, s.Target.Namespace, &in)
 	if s.RestartTarget != "" {
 		dep := &appsv1.Deployment{}
 		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: s.Target.Namespace, Name: s.RestartTarget}, dep); {
@@ -195,6 +198,32 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 		}
 	}
 	return in, nil
+}
+
+// gatherMesh reads Istio's mesh ConfigMap in the target's namespace, live
+// (it changes rarely and is read once per reconcile). An absent one leaves
+// nothing to check; one that cannot be read (say, RBAC without the get) is
+// logged and not checked: the check is advice, and must not stop a sync.
+func (r *Reconciler) gatherMesh(ctx context.Context, ns string, in *Input) {
+	name := r.Options.MeshConfigMap
+	if name == "" {
+		return
+	}
+	cm := &corev1.ConfigMap{}
+	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, cm); {
+	case apierrors.IsNotFound(err):
+		return
+	case err != nil:
+		logr.FromContextOrDiscard(ctx).Info("cannot read Istio's mesh ConfigMap; its trust domain is not checked", "configMap", ns+"/"+name, "error", err.Error())
+		return
+	}
+	in.MeshSource = ns + "/" + name
+	td, err := meshconfig.FromConfigMap(cm)
+	if err != nil {
+		in.MeshErr = err
+		return
+	}
+	in.Mesh = &td
 }
 
 // ownerReleased reports whether the Certificate src ("<namespace>/<name>",

@@ -78,6 +78,25 @@ func Table(w io.Writer, r Report) error {
 			}
 			fmt.Fprintf(dw, "  chain:\t%s\n", v)
 		}
+		if m := c.Mesh; m != nil {
+			how := ""
+			if m.Defaulted {
+				how = ", istiod's default"
+			}
+			fmt.Fprintf(dw, "  istio mesh:\ttrust domain %s%s, aliases %s (%s)\n", m.TrustDomain, how, m.AliasesString(), m.ConfigMap)
+		} else if c.MeshNote != "" {
+			fmt.Fprintf(dw, "  istio mesh:\t%s\n", c.MeshNote)
+		}
+		for _, rt := range c.ReviewerTokens {
+			when := fmt.Sprintf("expires %s (%s left)", rt.Expires.Format(time.RFC3339), rt.TimeLeft)
+			if ago, expired := strings.CutPrefix(rt.TimeLeft, "-"); expired {
+				when = fmt.Sprintf("EXPIRED %s (%s ago)", rt.Expires.Format(time.RFC3339), ago)
+			}
+			fmt.Fprintf(dw, "  vault reviewer:\tauth/%s stores a token of ServiceAccount %s, %s\n", rt.Mount, rt.ServiceAccount, when)
+		}
+		if c.ReviewersError != "" {
+			fmt.Fprintf(dw, "  vault reviewer:\tnot checked: %s\n", c.ReviewersError)
+		}
 		if s := c.Source; s != nil {
 			line := fmt.Sprintf("Certificate %s/%s Ready=%s", s.Namespace, s.Name, s.Ready)
 			if s.Ready != "True" && s.Reason != "" {

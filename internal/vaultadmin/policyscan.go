@@ -2,32 +2,10 @@ package vaultadmin
 
 import (
 	"regexp"
-	"slices"
 	"strings"
 
-	"github.com/hashicorp/hcl"
-	"github.com/hashicorp/hcl/hcl/ast"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
-
-// policyPath is one path block of a Vault ACL policy, as Vault decodes it.
-type policyPath struct {
-	Capabilities []string `hcl:"capabilities"`
-	// Policy is the pre-0.9 shorthand: "deny", "read", "write", "list" or "sudo".
-	Policy string `hcl:"policy"`
-}
-
-// grantsWrite reports whether the block lets a request POST to its path:
-// sign-intermediate needs "update" (or "create"), and "deny" wins over both.
-func (p policyPath) grantsWrite() bool {
-	caps := p.Capabilities
-	switch p.Policy {
-	case "write", "sudo":
-		caps = append(caps, "update")
-	case "deny":
-		caps = append(caps, "deny")
-	}
-	return !slices.Contains(caps, "deny") && (slices.Contains(caps, "update") || slices.Contains(caps, "create"))
-}
 
 // PolicyGrantsSigning reports whether the ACL policy text (HCL or JSON) lets
 // its holder sign intermediates under the issuer of mount known by any of
@@ -40,34 +18,22 @@ func (p policyPath) grantsWrite() bool {
 // read counts when it mentions <mount>/issuer/<ref>/ at all, so that an
 // unreadable policy errs on the side of refusing.
 func PolicyGrantsSigning(text, mount string, refs ...string) bool {
-	f, err := hcl.ParseString(text)
+	blocks, err := vaultcontract.PathBlocks(text)
 	if err != nil {
 		return mentionsIssuer(text, mount, refs)
 	}
-	list, ok := f.Node.(*ast.ObjectList)
-	if !ok {
-		return mentionsIssuer(text, mount, refs)
-	}
-	for _, item := range list.Filter("path").Items {
-		if len(item.Keys) == 0 {
-			continue
-		}
-		pattern, ok := item.Keys[0].Token.Value().(string)
-		if !ok {
-			continue
-		}
-		var p policyPath
-		if err := hcl.DecodeObject(&p, item.Val); err != nil {
-			if mentionsIssuer(pattern+"/", mount, refs) {
+	for _, b := range blocks {
+		if b.Err != nil {
+			if mentionsIssuer(b.Pattern+"/", mount, refs) {
 				return true
 			}
 			continue
 		}
-		if !p.grantsWrite() {
+		if !b.GrantsWrite() {
 			continue
 		}
 		for _, ref := range refs {
-			if ref != "" && patternTargets(pattern, mount+"/issuer/"+ref, "/sign-intermediate") {
+			if ref != "" && patternTargets(b.Pattern, mount+"/issuer/"+ref, "/sign-intermediate") {
 				return true
 			}
 		}

@@ -119,7 +119,8 @@ VAULT_CACERT; clusters through KUBECONFIG or --kubeconfig and --context.`,
 // Main runs the command line args and returns the process exit code: 0 when
 // everything checked is healthy, 1 when a check ran and found a problem
 // (including a retire-root refused because something still needs the root,
-// and a rotate-root stopped by a cluster that is unreachable or lags), 2
+// a rotate-root stopped by a cluster that is unreachable or lags, and an
+// unenroll refused because something of the cluster would remain), 2
 // when the command could not do its job (bad input, Vault or a cluster
 // unreachable). Errors are printed as one line on s.ErrOut.
 func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
@@ -133,7 +134,8 @@ func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
 	var uh *UnhealthyError
 	var refused *vaultadmin.RefusedError
 	var blocked *rotation.BlockedError
-	if errors.As(err, &uh) || errors.As(err, &refused) || errors.As(err, &blocked) {
+	var unenrollRefused *vaultadmin.UnenrollRefusedError
+	if errors.As(err, &uh) || errors.As(err, &refused) || errors.As(err, &blocked) || errors.As(err, &unenrollRefused) {
 		return 1
 	}
 	return 2
