@@ -18,8 +18,9 @@ type Bundle struct {
 	// ChainPEM is the issued certificate followed by its intermediates,
 	// without any root. It becomes tls.crt.
 	ChainPEM []byte
-	// CAPEM is the root the chain verifies to, followed by every other live
-	// root of the mount. It becomes ca.crt. It never holds an intermediate.
+	// CAPEM is the root the chain verifies to, followed by every other
+	// trust anchor of the signing issuer. It becomes ca.crt. It never holds
+	// an intermediate.
 	CAPEM []byte
 	// Certificate is the issued certificate.
 	Certificate *x509.Certificate
@@ -68,11 +69,13 @@ func pathLen(cert *x509.Certificate) string {
 	return fmt.Sprint(cert.MaxPathLen)
 }
 
-// SplitResponse builds the bundle from Vault's answer and the mount's live
-// roots. The roots in ca_chain and those of the mount are both candidates,
-// because Vault omits the root from ca_chain when the issuing issuer's root
-// lives elsewhere. The chain must verify to one of them at now.
-func SplitResponse(resp *vault.SignResponse, mountRoots []*x509.Certificate, now time.Time) (Bundle, error) {
+// SplitResponse builds the bundle from Vault's answer and the signing
+// issuer's trust anchors (vault.Client.TrustAnchors). The roots in the
+// answer's ca_chain, which is the signing issuer's chain, and the anchors
+// are both candidates: Vault omits the root from ca_chain when the issuing
+// issuer's root lives elsewhere. The chain must verify to one of them at
+// now.
+func SplitResponse(resp *vault.SignResponse, anchors []*x509.Certificate, now time.Time) (Bundle, error) {
 	leaf := resp.Certificate
 	chain := []*x509.Certificate{leaf}
 	var candidates []*x509.Certificate
@@ -85,9 +88,9 @@ func SplitResponse(resp *vault.SignResponse, mountRoots []*x509.Certificate, now
 			chain = append(chain, c)
 		}
 	}
-	candidates = pki.LiveRoots(append(candidates, mountRoots...), now)
+	candidates = pki.LiveRoots(append(candidates, anchors...), now)
 	if len(candidates) == 0 {
-		return Bundle{}, errors.New("vault knows no live self-signed root for this mount; import the root certificate as an issuer of the mount")
+		return Bundle{}, errors.New("vault knows no live self-signed root for the signing issuer; import the root certificate as an issuer of the mount, or run meshtrust vault bootstrap")
 	}
 	intermediates := x509.NewCertPool()
 	for _, c := range chain[1:] {
@@ -108,7 +111,7 @@ func SplitResponse(resp *vault.SignResponse, mountRoots []*x509.Certificate, now
 		}
 	}
 	if signing < 0 {
-		return Bundle{}, fmt.Errorf("the issued certificate (issuer %q) does not chain to any of the %d live roots Vault knows for this mount", leaf.Issuer.String(), len(candidates))
+		return Bundle{}, fmt.Errorf("the issued certificate (issuer %q) does not chain to any of the %d live trust anchors Vault lists for the signing issuer", leaf.Issuer.String(), len(candidates))
 	}
 	roots := append([]*x509.Certificate{candidates[signing]}, candidates[:signing]...)
 	roots = append(roots, candidates[signing+1:]...)

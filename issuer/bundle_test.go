@@ -35,12 +35,12 @@ func TestSplitResponse(t *testing.T) {
 	byStranger := newCert(t, "east.mesh", true, pkitest.ECKey(t), stranger, start, 2*time.Hour)
 
 	tests := []struct {
-		name       string
-		resp       vault.SignResponse
-		mountRoots []*x509.Certificate
-		wantChain  []*x509.Certificate
-		wantRoots  []*x509.Certificate
-		wantErr    string
+		name      string
+		resp      vault.SignResponse
+		anchors   []*x509.Certificate
+		wantChain []*x509.Certificate
+		wantRoots []*x509.Certificate
+		wantErr   string
 	}{
 		{
 			name:      "root-signed, root in ca_chain",
@@ -48,16 +48,16 @@ func TestSplitResponse(t *testing.T) {
 			wantChain: []*x509.Certificate{issued.Cert}, wantRoots: []*x509.Certificate{root.Cert},
 		},
 		{
-			name:       "intermediate issuer, root missing from ca_chain: fetched from the mount",
-			resp:       vault.SignResponse{Certificate: issuedByInt.Cert, CAChain: []*x509.Certificate{vaultInt.Cert}},
-			mountRoots: []*x509.Certificate{root.Cert},
-			wantChain:  []*x509.Certificate{issuedByInt.Cert, vaultInt.Cert}, wantRoots: []*x509.Certificate{root.Cert},
+			name:      "intermediate issuer, root missing from ca_chain: fetched from the mount",
+			resp:      vault.SignResponse{Certificate: issuedByInt.Cert, CAChain: []*x509.Certificate{vaultInt.Cert}},
+			anchors:   []*x509.Certificate{root.Cert},
+			wantChain: []*x509.Certificate{issuedByInt.Cert, vaultInt.Cert}, wantRoots: []*x509.Certificate{root.Cert},
 		},
 		{
-			name:       "rotation: signing root first, then every other live root, never an expired one",
-			resp:       vault.SignResponse{Certificate: issued.Cert, CAChain: []*x509.Certificate{root.Cert}},
-			mountRoots: []*x509.Certificate{newRoot.Cert, root.Cert, expiredRoot.Cert},
-			wantChain:  []*x509.Certificate{issued.Cert}, wantRoots: []*x509.Certificate{root.Cert, newRoot.Cert},
+			name:      "rotation: signing root first, then every other live root, never an expired one",
+			resp:      vault.SignResponse{Certificate: issued.Cert, CAChain: []*x509.Certificate{root.Cert}},
+			anchors:   []*x509.Certificate{newRoot.Cert, root.Cert, expiredRoot.Cert},
+			wantChain: []*x509.Certificate{issued.Cert}, wantRoots: []*x509.Certificate{root.Cert, newRoot.Cert},
 		},
 		{
 			name:    "no root known anywhere",
@@ -65,15 +65,15 @@ func TestSplitResponse(t *testing.T) {
 			wantErr: "no live self-signed root",
 		},
 		{
-			name:       "chain does not verify to any root",
-			resp:       vault.SignResponse{Certificate: byStranger.Cert},
-			mountRoots: []*x509.Certificate{root.Cert},
-			wantErr:    "does not chain to any",
+			name:    "chain does not verify to any root",
+			resp:    vault.SignResponse{Certificate: byStranger.Cert},
+			anchors: []*x509.Certificate{root.Cert},
+			wantErr: "does not chain to any",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := SplitResponse(&tc.resp, tc.mountRoots, now)
+			b, err := SplitResponse(&tc.resp, tc.anchors, now)
 			if tc.wantErr != "" {
 				checkErr(t, err, tc.wantErr)
 				return

@@ -55,8 +55,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 	// VaultTimeout bounds each HTTP call to Vault.
 	VaultTimeout time.Duration
-	// RootsCacheTTL is how long the list of the mount's live roots, which
-	// becomes ca.crt, is reused before Vault is asked again. A root added
+	// RootsCacheTTL is how long the signing issuer's trust anchors, which
+	// become ca.crt, are reused before Vault is asked again. A root added
 	// during a rotation reaches ca.crt at the first issuance after it.
 	RootsCacheTTL time.Duration
 	// CRLRefreshInterval is how often each VaultClusterIssuer that mints
@@ -123,7 +123,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.VaultTimeout, "issuer-vault-timeout", o.VaultTimeout,
 		"Timeout of each HTTP call to Vault.")
 	fs.DurationVar(&o.RootsCacheTTL, "issuer-roots-cache-ttl", o.RootsCacheTTL,
-		"How long the PKI mount's list of live roots (ca.crt) is reused; a root added in Vault reaches ca.crt at the first issuance after this.")
+		"How long the signing Vault issuer's trust anchors (ca.crt) are reused; a root bootstrap adds in Vault reaches ca.crt at the first issuance after this.")
 	fs.DurationVar(&o.CRLRefreshInterval, "issuer-crl-refresh-interval", o.CRLRefreshInterval,
 		"How often Vault's CRLs and the other clusters' CRL exchange entries are read and handed to the syncer (also at once when meshtrust vault revoke asks); 0 turns CRLs off.")
 	fs.BoolVar(&o.DisableKubernetesCSR, "issuer-disable-kubernetes-csr", o.DisableKubernetesCSR,
@@ -181,6 +181,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	m, err := vault.NewMetrics(reg)
 	if err != nil {
 		return err
+	}
+	if err := reg.Register(newReadinessCollector(mgr.GetCache(), mgr.GetLogger().WithName("issuer-metrics"))); err != nil {
+		return fmt.Errorf("registering %s: %w", ReadyStatusMetric, err)
 	}
 	var clk clock.WithTicker = clock.RealClock{}
 	if opts.Clock != nil {

@@ -35,8 +35,8 @@ type Signer struct {
 	// VaultTimeout bounds each Vault HTTP call; zero means the client's
 	// default.
 	VaultTimeout time.Duration
-	// RootsCacheTTL is how long a Vault client keeps the mount's list of
-	// live roots (ca.crt); zero means the client's default of a minute.
+	// RootsCacheTTL is how long a Vault client keeps an issuer's trust
+	// anchors (ca.crt); zero means the client's default of a minute.
 	RootsCacheTTL time.Duration
 }
 
@@ -108,7 +108,7 @@ func (s *Signer) sign(ctx context.Context, cr signer.CertificateRequestObject, i
 	if err := CheckIssued(resp.Certificate, req); err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: fmt.Errorf("vault %s: %w; refusing it", req.Path(), err)}
 	}
-	roots, err := cl.Roots(ctx, req.Mount)
+	roots, err := cl.TrustAnchors(ctx, req.Mount, req.IssuerRef)
 	if err != nil {
 		return signer.PEMBundle{}, classify(err)
 	}

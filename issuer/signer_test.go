@@ -97,8 +97,6 @@ func (f *fakePKI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		write(http.StatusOK, map[string]any{"auth": map[string]any{"client_token": f.clientToken, "lease_duration": 3600, "renewable": true}})
-	case r.URL.Path == "/v1/pki/issuers":
-		write(http.StatusOK, map[string]any{"data": map[string]any{"keys": []string{"root1"}}})
 	case strings.HasPrefix(r.URL.Path, "/v1/pki/issuer/") && strings.HasSuffix(r.URL.Path, "/json"):
 		write(http.StatusOK, map[string]any{"data": map[string]any{"certificate": rootPEM, "ca_chain": []string{rootPEM}}})
 	case strings.Contains(r.URL.Path, "sign"):

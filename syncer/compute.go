@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
@@ -46,6 +47,11 @@ type Input struct {
 	Exchange *corev1.ConfigMap
 	// SignCRL signs this cluster's own intermediates' CRLs; nil signs none.
 	SignCRL CRLSigner
+	// Mesh, MeshSource and MeshErr are Istio's mesh ConfigMap in the
+	// target's namespace (see decision.Input).
+	Mesh       *meshconfig.TrustDomains
+	MeshSource string
+	MeshErr    error
 }
 
 // Event is a Kubernetes event to record on the Certificate.
@@ -154,6 +160,16 @@ func Compute(in Input) Plan {
 		GuardRecorded:         settings.GuardRecorded,
 		GuardRevision:         settings.GuardRevision,
 		GuardAt:               settings.GuardAt,
+		AllowedIssuers:        in.Options.allowedIssuers,
+		Mesh:                  in.Mesh,
+		MeshSource:            in.MeshSource,
+		MeshErr:               in.MeshErr,
+	}
+	if r := decision.IssuerAllowed(pin); r != nil {
+		// Not even a renewal: a Certificate of another issuer is none of
+		// the syncer's business beyond saying so.
+		p.refuse(r)
+		return p
 	}
 	if in.Source != nil {
 		// Parsed before the rotation decisions: the lifetime guard falls

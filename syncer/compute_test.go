@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
@@ -19,7 +21,7 @@ import (
 func TestCompute(t *testing.T) {
 	now := pkitest.RandomNow(t)
 	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
-	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, root)
+	inter := newInter(t, now, pkitest.Spec{CN: "inter"}, root)
 	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}, Data: pkitest.TLSData(t, inter, root)}
 	rev := 3
 	crt := func(ann map[string]string, conds ...cmapi.CertificateCondition) *cmapi.Certificate {
@@ -29,7 +31,7 @@ func TestCompute(t *testing.T) {
 		}
 		return &cmapi.Certificate{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca", UID: "u", Annotations: a, CreationTimestamp: metav1.NewTime(now.Add(-48 * time.Hour))},
-			Spec:       cmapi.CertificateSpec{SecretName: "ca-tls"},
+			Spec:       cmapi.CertificateSpec{SecretName: "ca-tls", IssuerRef: meshIssuer},
 			Status: cmapi.CertificateStatus{Revision: &rev, NotBefore: &metav1.Time{Time: inter.Cert.NotBefore},
 				NotAfter: &metav1.Time{Time: inter.Cert.NotAfter}, Conditions: conds},
 		}
@@ -59,6 +61,13 @@ func TestCompute(t *testing.T) {
 			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantEvents: []string{"Normal ScheduledRotation slot"}},
 		{name: "slot due: renew and record", in: Input{Certificate: crt(map[string]string{AnnotationRotationSchedule: "* * * * *"}), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantRecord: true, wantRenew: decision.ReasonScheduled},
+		{name: "Istio's trust domain differs: synced, with a warning", in: Input{Certificate: crt(nil), Source: src,
+			Mesh: &meshconfig.TrustDomains{TrustDomain: "wrong.mesh"}, MeshSource: "ns/istio"},
+			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{`Warning MeshTrustDomainMismatch Istio's meshConfig.trustDomain is "wrong.mesh" (ConfigMap ns/istio), but the intermediate in cacerts is constrained to "east.mesh"`}},
+		{name: "Istio's trust domain agrees", in: Input{Certificate: crt(nil), Source: src,
+			Mesh: &meshconfig.TrustDomains{TrustDomain: testTrustDomain}, MeshSource: "ns/istio"}, wantResult: ResultSynced, wantCreate: true},
+		{name: "Istio's mesh config unreadable", in: Input{Certificate: crt(nil), Source: src, MeshSource: "ns/istio", MeshErr: errors.New("key mesh does not parse")},
+			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{"Warning MeshConfigUnreadable cannot check Istio's trust domain against the intermediate: key mesh does not parse"}},
 		{name: "restart target missing", in: Input{Certificate: crt(map[string]string{AnnotationRestartAfterSync: "deployment/istiod"}), Source: src},
 			wantResult: ResultSynced, wantCreate: true, wantEvents: []string{"Warning RestartTargetMissing annotation meshtrust.io/restart-after-sync names deployment/istiod"}},
 	}
@@ -101,7 +110,7 @@ func TestCompute(t *testing.T) {
 func TestUnwatchedTargetIsRechecked(t *testing.T) {
 	now := pkitest.RandomNow(t)
 	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
-	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter"}, root)
+	inter := newInter(t, now, pkitest.Spec{CN: "inter"}, root)
 	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca-tls"}, Data: pkitest.TLSData(t, inter, root)}
 	opts, _ := DefaultOptions().complete()
 	for _, tc := range []struct {
@@ -117,7 +126,7 @@ func TestUnwatchedTargetIsRechecked(t *testing.T) {
 			ann[AnnotationTarget] = tc.target
 		}
 		crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca", Annotations: ann},
-			Spec:   cmapi.CertificateSpec{SecretName: "ca-tls"},
+			Spec:   cmapi.CertificateSpec{SecretName: "ca-tls", IssuerRef: meshIssuer},
 			Status: cmapi.CertificateStatus{NotBefore: &metav1.Time{Time: inter.Cert.NotBefore}, NotAfter: &metav1.Time{Time: inter.Cert.NotAfter}}}
 		p := Compute(Input{Now: now, Options: opts, Certificate: crt, Source: src})
 		if p.Result != ResultSynced || !tc.want(p.RequeueAfter) {

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
@@ -78,6 +79,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	m, err := NewMetrics(reg)
 	if err != nil {
 		return fmt.Errorf("register syncer metrics: %w", err)
+	}
+	if err := registerStatusMetrics(reg, mgr.GetCache(), opts, mgr.GetLogger().WithName("syncer-metrics")); err != nil {
+		return err
 	}
 	targets, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient: mgr.GetHTTPClient(),
@@ -204,6 +208,7 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 	if in.SignCRL == nil {
 		in.SignCRL = pki.NewEmptyCRL
 	}
+	r.gatherMesh(ctx, s.Target.Namespace, &in)
 	if s.RestartTarget != "" {
 		dep := &appsv1.Deployment{}
 		switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: s.Target.Namespace, Name: s.RestartTarget}, dep); {
@@ -214,6 +219,32 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 		}
 	}
 	return in, nil
+}
+
+// gatherMesh reads Istio's mesh ConfigMap in the target's namespace, live
+// (it changes rarely and is read once per reconcile). An absent one leaves
+// nothing to check; one that cannot be read (say, RBAC without the get) is
+// logged and not checked: the check is advice, and must not stop a sync.
+func (r *Reconciler) gatherMesh(ctx context.Context, ns string, in *Input) {
+	name := r.Options.MeshConfigMap
+	if name == "" {
+		return
+	}
+	cm := &corev1.ConfigMap{}
+	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, cm); {
+	case apierrors.IsNotFound(err):
+		return
+	case err != nil:
+		logr.FromContextOrDiscard(ctx).Info("cannot read Istio's mesh ConfigMap; its trust domain is not checked", "configMap", ns+"/"+name, "error", err.Error())
+		return
+	}
+	in.MeshSource = ns + "/" + name
+	td, err := meshconfig.FromConfigMap(cm)
+	if err != nil {
+		in.MeshErr = err
+		return
+	}
+	in.Mesh = &td
 }
 
 // ownerReleased reports whether the Certificate src ("<namespace>/<name>",

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,24 @@ import (
 
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
+
+// meshIssuer is the issuerRef of the test Certificates: meshtrust's, which
+// the syncer allows by default.
+var meshIssuer = cmmeta.IssuerReference{Group: "meshtrust.io", Kind: "VaultClusterIssuer", Name: "meshtrust-vault"}
+
+// testTrustDomain is the URI name constraint of the test intermediates.
+const testTrustDomain = "east.mesh"
+
+// newInter is pkitest.New for an intermediate: name-constrained to
+// testTrustDomain unless spec names its own constraints (an empty, non-nil
+// list for none).
+func newInter(t testing.TB, now time.Time, spec pkitest.Spec, root *pkitest.Cert) *pkitest.Cert {
+	t.Helper()
+	if spec.PermittedURIDomains == nil && !spec.NotCA {
+		spec.PermittedURIDomains = []string{testTrustDomain}
+	}
+	return pkitest.New(t, now, spec, root)
+}
 
 func testScheme(t testing.TB) *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -103,7 +122,7 @@ func (e *env) certificate(ann map[string]string) *cmapi.Certificate {
 	crt := &cmapi.Certificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ca", Annotations: a, UID: "uid-1",
 			CreationTimestamp: metav1.NewTime(e.now().Add(-90 * 24 * time.Hour))},
-		Spec: cmapi.CertificateSpec{SecretName: "ca-tls", IsCA: true, CommonName: "intermediate"},
+		Spec: cmapi.CertificateSpec{SecretName: "ca-tls", IsCA: true, CommonName: "intermediate", IssuerRef: meshIssuer},
 	}
 	if err := e.client.Create(context.Background(), crt); err != nil {
 		e.t.Fatal(err)
@@ -118,7 +137,7 @@ func (e *env) issue(spec pkitest.Spec, root *pkitest.Cert) *pkitest.Cert {
 	if spec.CN == "" {
 		spec.CN = "intermediate"
 	}
-	inter := pkitest.New(e.t, e.now(), spec, root)
+	inter := newInter(e.t, e.now(), spec, root)
 	e.setSource(pkitest.TLSData(e.t, inter, root))
 	crt := e.getCert()
 	rev := 1

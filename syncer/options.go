@@ -8,6 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/utils/clock"
+
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // Options configure the syncer.
@@ -39,6 +42,19 @@ type Options struct {
 	// refresh interval plus their kubelets' sync of istiod's cacerts and
 	// the proxies' istio-ca-crl volumes. Zero installs it once published.
 	CRLPropagationDelay time.Duration
+	// AllowedIssuers are the issuers whose Certificates the syncer
+	// installs, as "<Kind>.<group>[/<name>]" (decision.ParseIssuerRef);
+	// empty means meshtrust's VaultClusterIssuer and VaultIssuer. Any other
+	// opted-in Certificate is refused, cacerts untouched.
+	AllowedIssuers []string
+
+	// MeshConfigMap is Istio's mesh ConfigMap in the target's namespace,
+	// whose trustDomain the syncer checks against the intermediate's URI
+	// name constraint (a Warning event when they differ); empty skips it.
+	MeshConfigMap string
+
+	// allowedIssuers is AllowedIssuers parsed by complete.
+	allowedIssuers []decision.IssuerRef
 
 	// Clock is the time source; nil means the real clock. Tests inject a
 	// fake one to drive schedules and expiry without waiting.
@@ -57,6 +73,7 @@ func DefaultOptions() Options {
 		WorkloadCertTTL:         24 * time.Hour,
 		SafetyMargin:            time.Hour,
 		SecretName:              "cacerts",
+		MeshConfigMap:           meshconfig.ConfigMapName,
 		MaxConcurrentReconciles: 2,
 		ControllerName:          "meshtrust-syncer",
 		CRLNamespace:            "meshtrust-system",
@@ -83,6 +100,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"how long a new intermediate's CRL must have been in Vault's CRL exchange before the intermediate goes into cacerts, so that other clusters carry it first (their issuers' refresh interval plus kubelets' volume sync)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "syncer-max-concurrent-reconciles", or(o.MaxConcurrentReconciles, d.MaxConcurrentReconciles),
 		"maximum number of Certificates synced in parallel")
+	fs.StringVar(&o.MeshConfigMap, "syncer-mesh-configmap", or(o.MeshConfigMap, d.MeshConfigMap),
+		`Istio's mesh ConfigMap in the target namespace, whose trustDomain must match the intermediate's URI name constraint (a Warning event when not; "" skips the check)`)
+	fs.StringSliceVar(&o.AllowedIssuers, "syncer-allowed-issuers", o.AllowedIssuers,
+		`issuers whose opted-in Certificates the syncer installs, as <Kind>.<group>[/<name>] (default VaultClusterIssuer.meshtrust.io,VaultIssuer.meshtrust.io); any other is refused`)
 }
 
 func or[T comparable](v, d T) T {
@@ -111,6 +132,17 @@ func (o Options) complete() (Options, error) {
 	}
 	if o.SafetyMargin < 0 {
 		return o, fmt.Errorf("--syncer-safety-margin must not be negative, got %s", o.SafetyMargin)
+	}
+	o.allowedIssuers = nil
+	for _, s := range o.AllowedIssuers {
+		ref, err := decision.ParseIssuerRef(s)
+		if err != nil {
+			return o, fmt.Errorf("--syncer-allowed-issuers: %w", err)
+		}
+		o.allowedIssuers = append(o.allowedIssuers, ref)
+	}
+	if len(o.allowedIssuers) == 0 {
+		o.allowedIssuers = decision.DefaultAllowedIssuers()
 	}
 	return o, nil
 }

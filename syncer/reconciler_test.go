@@ -74,6 +74,34 @@ func TestSyncWritesIstioLayout(t *testing.T) {
 	}
 }
 
+// Istio's mesh ConfigMap in the target's namespace is read live: a
+// trustDomain other than the intermediate's constraint is a Warning event,
+// and cacerts is still written (it is right; Istio's setting is not).
+func TestMeshTrustDomainMismatchWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name, mesh string
+		warn       bool
+	}{
+		{"wrong trust domain", "trustDomain: wrong.mesh\n", true},
+		{"istiod's default", "accessLogFile: /dev/stdout\n", true},
+		{"the intermediate's trust domain", "trustDomain: " + testTrustDomain + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "istio"}, Data: map[string]string{"mesh": tc.mesh}}
+			e := newEnv(t, Options{MeshConfigMap: "istio"}, cm)
+			e.certificate(nil)
+			e.issue(pkitest.Spec{}, e.root)
+			e.mustReconcile()
+			if e.secret("ns", "cacerts") == nil {
+				t.Fatal("cacerts not written")
+			}
+			if got := hasEvent(e.rec.take(), "Warning "+decision.ReasonMeshTrustDomain, "ConfigMap ns/istio", `constrained to "east.mesh"`); got != tc.warn {
+				t.Errorf("Warning event %s: %v, want %v", decision.ReasonMeshTrustDomain, got, tc.warn)
+			}
+		})
+	}
+}
+
 func TestSyncTLSLayoutAndTarget(t *testing.T) {
 	e := newEnv(t, Options{TargetNamespaces: []string{"istio-system"}})
 	e.certificate(map[string]string{AnnotationLayout: "tls", AnnotationTarget: "istio-system/cacerts"})
@@ -106,7 +134,7 @@ func TestBadInputLeavesCACertsUntouched(t *testing.T) {
 	}
 	bad := func(f func(e *env, d map[string][]byte)) func(e *env) {
 		return func(e *env) {
-			inter := pkitest.New(e.t, e.now(), pkitest.Spec{CN: "next"}, e.root)
+			inter := newInter(e.t, e.now(), pkitest.Spec{CN: "next"}, e.root)
 			d := pkitest.TLSData(e.t, inter, e.root)
 			f(e, d)
 			e.setSource(d)
@@ -119,15 +147,15 @@ func TestBadInputLeavesCACertsUntouched(t *testing.T) {
 			d["tls.key"] = pkitest.New(e.t, e.now(), pkitest.Spec{CN: "other"}, nil).KeyPEM(e.t)
 		}), want: []string{"InvalidBundle", "key-match", "CN=next"}},
 		{name: "not a CA", setup: bad(func(e *env, d map[string][]byte) {
-			x := pkitest.New(e.t, e.now(), pkitest.Spec{CN: "leafy", NotCA: true}, e.root)
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "leafy", NotCA: true}, e.root)
 			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
 		}), want: []string{"InvalidBundle", "is-ca", "CN=leafy"}},
 		{name: "expired", setup: bad(func(e *env, d map[string][]byte) {
-			x := pkitest.New(e.t, e.now(), pkitest.Spec{CN: "old", NotBefore: e.now().Add(-72 * time.Hour), NotAfter: e.now().Add(-time.Minute)}, e.root)
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "old", NotBefore: e.now().Add(-72 * time.Hour), NotAfter: e.now().Add(-time.Minute)}, e.root)
 			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
 		}), want: []string{"InvalidBundle", "expired", "notAfter="}},
 		{name: "not yet valid", setup: bad(func(e *env, d map[string][]byte) {
-			x := pkitest.New(e.t, e.now(), pkitest.Spec{CN: "future", NotBefore: e.now().Add(time.Hour)}, e.root)
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "future", NotBefore: e.now().Add(time.Hour)}, e.root)
 			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
 		}), want: []string{"InvalidBundle", "not-yet-valid", "notBefore="}},
 		{name: "ca.crt empty", setup: bad(func(e *env, d map[string][]byte) { d["ca.crt"] = nil }), want: []string{"InvalidBundle", "ca.crt"}},
@@ -135,11 +163,11 @@ func TestBadInputLeavesCACertsUntouched(t *testing.T) {
 			d["ca.crt"] = pkitest.New(e.t, e.now(), pkitest.Spec{CN: "stranger"}, nil).PEM()
 		}), want: []string{"InvalidBundle", "chain-verify", "does not chain"}},
 		{name: "clientAuth-only intermediate", setup: bad(func(e *env, d map[string][]byte) {
-			x := pkitest.New(e.t, e.now(), pkitest.Spec{CN: "client-only", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, e.root)
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "client-only", ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, e.root)
 			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
 		}), want: []string{"InvalidBundle", "key-usage", "serverAuth"}},
 		{name: "expires within one workload lifetime", setup: bad(func(e *env, d map[string][]byte) {
-			x := pkitest.New(e.t, e.now(), pkitest.Spec{CN: "short", NotAfter: e.now().Add(23 * time.Hour)}, e.root)
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "short", NotAfter: e.now().Add(23 * time.Hour)}, e.root)
 			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
 		}), want: []string{"InvalidBundle", "remaining-lifetime", "24h0m0s"}},
 		{name: "source over 1 MiB", setup: bad(func(e *env, d map[string][]byte) { d["padding"] = make([]byte, pki.MaxSecretSize) }), want: []string{"SourceTooLarge", "over the 1048576 byte limit"}},
@@ -151,6 +179,33 @@ func TestBadInputLeavesCACertsUntouched(t *testing.T) {
 			}
 			bad(func(*env, map[string][]byte) {})(e)
 		}, want: []string{"CACertsOwnedByOther", "ns/someone-else", "meshtrust.io/adopt"}},
+		{name: "issued by a SelfSigned issuer", setup: func(e *env) {
+			// What a CA issuer's or SelfSigned issuer's Certificate with the
+			// annotation looks like: it must never replace istiod's CA.
+			crt := e.getCert()
+			crt.Spec.IssuerRef = cmmeta.IssuerReference{Name: "selfsigned", Kind: "Issuer"}
+			if err := e.client.Update(context.Background(), crt); err != nil {
+				e.t.Fatal(err)
+			}
+			bad(func(*env, map[string][]byte) {})(e)
+		}, want: []string{decision.ReasonIssuerNotAllowed, "Issuer.cert-manager.io/selfsigned", "VaultClusterIssuer.meshtrust.io, VaultIssuer.meshtrust.io"}},
+		{name: "issued by a VaultClusterIssuer not on the allowed list", setup: func(e *env) {
+			o := e.r.Options
+			o.AllowedIssuers = []string{"VaultClusterIssuer.meshtrust.io/other"}
+			var err error
+			if e.r.Options, err = o.complete(); err != nil {
+				e.t.Fatal(err)
+			}
+			bad(func(*env, map[string][]byte) {})(e)
+		}, want: []string{decision.ReasonIssuerNotAllowed, "VaultClusterIssuer.meshtrust.io/meshtrust-vault", "VaultClusterIssuer.meshtrust.io/other"}},
+		{name: "intermediate without a URI name constraint", setup: bad(func(e *env, d map[string][]byte) {
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "unconstrained", PermittedURIDomains: []string{}}, e.root)
+			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
+		}), want: []string{decision.ReasonUnconstrained, "CN=unconstrained", "no URI name constraint"}},
+		{name: "intermediate constrained to two trust domains", setup: bad(func(e *env, d map[string][]byte) {
+			x := newInter(e.t, e.now(), pkitest.Spec{CN: "wide", PermittedURIDomains: []string{"east.mesh", "west.mesh"}}, e.root)
+			maps.Copy(d, pkitest.TLSData(e.t, x, e.root))
+		}), want: []string{decision.ReasonUnconstrained, "CN=wide", "permits 2 URI domains"}},
 		{name: "bad layout annotation", setup: func(e *env) {
 			crt := e.getCert()
 			crt.Annotations[AnnotationLayout] = "pkcs12"

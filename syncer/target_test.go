@@ -52,7 +52,7 @@ func (e *env) expectRefused(before *corev1.Secret, reason string, contains ...st
 func TestAdoptTakesOverOnlyReleasedTargets(t *testing.T) {
 	other := func(ann map[string]string) *cmapi.Certificate {
 		return &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "other", Annotations: ann},
-			Spec: cmapi.CertificateSpec{SecretName: "other-tls", IsCA: true, CommonName: "other"}}
+			Spec: cmapi.CertificateSpec{SecretName: "other-tls", IsCA: true, CommonName: "other", IssuerRef: meshIssuer}}
 	}
 	adopt := map[string]string{AnnotationAdopt: "true"}
 	tests := []struct {
@@ -113,7 +113,7 @@ func TestTargetSecretTypeMustFitLayout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, Options{})
 			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cacerts"}, Type: corev1.SecretTypeTLS,
-				Data: pkitest.TLSData(t, pkitest.New(t, e.now(), pkitest.Spec{CN: "old"}, e.root), e.root)}
+				Data: pkitest.TLSData(t, newInter(t, e.now(), pkitest.Spec{CN: "old"}, e.root), e.root)}
 			if tt.managed {
 				s.Labels = map[string]string{decision.ManagedByLabel: decision.ManagedByValue}
 				s.Annotations = map[string]string{AnnotationSource: "ns/ca"}

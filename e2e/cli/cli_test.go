@@ -222,6 +222,11 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	// Not a step: it shows why enroll stores a reviewer token.
+	t.Run("without a reviewer token Vault accepts only tokens the API server does", func(t *testing.T) {
+		clientJWTNeedsAPIServerTokens(ctx, t, east, root)
+	})
+
 	step("enroll refuses a mount that is not the cluster's", func(t *testing.T) {
 		enrollRefusesForeignMounts(ctx, t, c, root, east.Host)
 	})
@@ -271,8 +276,8 @@ func TestCLI(t *testing.T) {
 		westLogin = map[string]any{"role_id": roleID, "secret_id": westSecretID}
 	})
 
-	step("unenroll refuses a mount enroll did not create for the cluster", func(t *testing.T) {
-		unenrollRefusesForeignMounts(ctx, t, c, root, westLogin)
+	step("enroll refuses a trust domain that overlaps an enrolled one", func(t *testing.T) {
+		enrollRefusesOverlaps(ctx, t, c, root)
 	})
 
 	step("an AppRole secret ID file is kept, 0600", func(t *testing.T) {
@@ -310,7 +315,7 @@ func TestCLI(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "HEALTHY") {
 			t.Fatalf("status: exit %d", r.code)
 		}
-		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s+missing\s+-\s+-\s*$`).MatchString(r.stdout) ||
+		if !regexp.MustCompile(`(?m)^east\s+present\s+yes\s+istio\s+east\.mesh\s+\S+\s+valid\s+True\s+missing\s+-\s+-\s+-\s*$`).MatchString(r.stdout) ||
 			!strings.Contains(r.stdout, "Certificate istio-system/istio-ca Ready=True") {
 			t.Errorf("east's row does not show a managed cacerts from a Ready Certificate")
 		}
@@ -345,6 +350,14 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	step("status checks Istio's trust-domain settings", func(t *testing.T) {
+		statusChecksIstioMesh(ctx, t, c, east, west)
+	})
+
+	step("the reviewer token never lapses silently: its expiry is shown, warned of and renewed", func(t *testing.T) {
+		reviewerTokenNeverLapsesSilently(ctx, t, c, east, root)
+	})
+
 	step("status with a mismatched root names the cluster", func(t *testing.T) {
 		rogueRoot, rogueInter := testCA(t, "west.mesh")
 		putCacerts(ctx, t, west.Clientset, istioData(t, rogueInter.Cert, rogueInter.Key, rogueRoot.Cert))
@@ -370,11 +383,23 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	step("status names overlapping trust domains", func(t *testing.T) {
+		statusNamesOverlaps(ctx, t, c, west.Clientset)
+	})
+
 	// The reviewer's case: after a rotation, an intermediate of the old root
 	// is revoked; it must be on the CRL its certificate points to.
 	var rotatedInter *x509.Certificate
 	step("after a root rotation intermediates still name their own root's CRL", func(t *testing.T) {
 		rotatedInter = rotatedRootKeepsOldCRL(ctx, t, c, root, clientWithToken(t, l.Vault.Addr, eastToken), eastInter.root, aiaPath)
+	})
+
+	step("unenroll refuses when it cannot search every auth mount", func(t *testing.T) {
+		secretsSeen = append(secretsSeen, unenrollRefusesWhatItCannotSearch(ctx, t, c, root, westLogin))
+	})
+
+	step("unenroll finds an AppRole enrolment without being told", func(t *testing.T) {
+		unenrollFindsAppRole(ctx, t, c, root, westLogin)
 	})
 
 	step("unenroll east with --revoke", func(t *testing.T) {

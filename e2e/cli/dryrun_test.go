@@ -98,7 +98,7 @@ func TestDryRun(t *testing.T) {
 		for _, want := range []struct{ name, system string }{
 			{"policy meshtrust-east", "vault"}, {"auth mount kubernetes-east/", "vault"},
 			{"ServiceAccount kube-system/meshtrust-vault-reviewer", "kubernetes"}, {"ClusterRoleBinding meshtrust-vault-reviewer-kube-system", "kubernetes"},
-			{"auth/kubernetes-east/config", "vault"}, {"auth/kubernetes-east/role/meshtrust-east", "vault"},
+			{"auth/kubernetes-east/config", "vault+kubernetes"}, {"auth/kubernetes-east/role/meshtrust-east", "vault"},
 		} {
 			if s := findStep(p, want.name); s == nil || !s.Changed || s.System != want.system || s.After == "" {
 				t.Errorf("plan lacks a %s change of %s with before and after: %+v", want.system, want.name, s)

@@ -143,38 +143,6 @@ func authConfigHost(ctx context.Context, t *testing.T, root *vaultapi.Client, mo
 	return host
 }
 
-// unenrollRefusesForeignMounts is the review's case: with east enrolled
-// through kubernetes and west through the shared AppRole mount, unenrolling
-// east with --auth-mount approle (and the default --auth kubernetes) must
-// not disable approle/, which would delete west's role and secret IDs.
-func unenrollRefusesForeignMounts(ctx context.Context, t *testing.T, c *cli, root *vaultapi.Client, westLogin map[string]any) {
-	r := c.run(t, "vault", "unenroll", "--cluster", "east", "--auth-mount", "approle")
-	if r.code != 2 || !strings.Contains(r.stderr, "refusing to disable auth/approle/") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-		t.Errorf("unenroll east --auth-mount approle: exit %d %q, want 2 and a one-line refusal", r.code, r.stderr)
-	}
-	r = c.run(t, "vault", "unenroll", "--cluster", "west", "--auth-mount", "kubernetes-east")
-	if r.code != 2 || !strings.Contains(r.stderr, "refusing to disable auth/kubernetes-east/") {
-		t.Errorf("unenroll west --auth-mount kubernetes-east: exit %d %q, want 2 and a refusal", r.code, r.stderr)
-	}
-	auths, err := root.Sys().ListAuthWithContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []string{"approle/", "kubernetes-east/"} {
-		if _, ok := auths[m]; !ok {
-			t.Errorf("auth mount %s was disabled", m)
-		}
-	}
-	for _, p := range []string{"meshtrust-east", "meshtrust-west"} {
-		if got, _ := root.Sys().GetPolicyWithContext(ctx, p); got == "" {
-			t.Errorf("a refused unenroll deleted policy %s", p)
-		}
-	}
-	if _, err := root.Logical().WriteWithContext(ctx, "auth/approle/login", westLogin); err != nil {
-		t.Errorf("west can no longer log in: %v", err)
-	}
-}
-
 // secretIDFileKept enrolls north with --secret-id-file over a stale,
 // world-readable file, and again: the file ends 0600 and the role has one
 // secret ID, whatever the number of runs. It returns the secret IDs seen.

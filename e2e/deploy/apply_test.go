@@ -3,16 +3,17 @@ package deploy_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
@@ -25,7 +26,7 @@ import (
 func TestChartAcceptedByAPIServer(t *testing.T) {
 	c := cluster(t)
 	ctx := testCtx(t, 2*time.Minute)
-	installServiceMonitorCRD(t, c)
+	installPrometheusOperatorCRDs(t, c)
 	t.Run("a misplaced field is refused", func(t *testing.T) {
 		// The premise of this test: the server, not a dry run, judges fields.
 		objs := render(t, "accept-typo", "accept-typo")
@@ -51,7 +52,7 @@ func TestChartAcceptedByAPIServer(t *testing.T) {
 			// Each toggle is its own release in its own namespace, so
 			// cluster-scoped names do not collide and nothing is shared.
 			rel := fmt.Sprintf("accept-%d", i)
-			out, err := helm(t).Template(ctx, rel, rel, tg.set, "--include-crds")
+			out, err := helm(t).Template(ctx, rel, rel, tg.set)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,59 +72,74 @@ func TestChartAcceptedByAPIServer(t *testing.T) {
 	}
 }
 
-// installServiceMonitorCRD serves monitoring.coreos.com/v1 ServiceMonitor
-// with an open schema. prometheus-operator's own CRD is not available
-// here, so this proves the object has the right group, version, kind and
-// scope, not that prometheus-operator accepts every field; the render test
-// checks that it selects the metrics Service.
-func installServiceMonitorCRD(t *testing.T, c *lab.Cluster) {
+// installPrometheusOperatorCRDs serves prometheus-operator's own
+// ServiceMonitor and PrometheusRule CRDs, from the release pinned in
+// e2e/tools/prometheus-operator/go.mod, so the API server checks the
+// chart's objects against prometheus-operator's schemas.
+func installPrometheusOperatorCRDs(t *testing.T, c *lab.Cluster) {
 	t.Helper()
-	ctx := testCtx(t, time.Minute)
-	crd := &apiextensionsv1.CustomResourceDefinition{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition"},
-		ObjectMeta: metav1.ObjectMeta{Name: "servicemonitors.monitoring.coreos.com"},
-		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: "monitoring.coreos.com",
-			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "servicemonitors", Singular: "servicemonitor", Kind: "ServiceMonitor", ListKind: "ServiceMonitorList"},
-			Scope: apiextensionsv1.NamespaceScoped,
-			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: "v1", Served: true, Storage: true,
-				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
-					Type: "object",
-					Properties: map[string]apiextensionsv1.JSONSchemaProps{
-						"spec": {Type: "object", XPreserveUnknownFields: ptr.To(true)},
-					},
-				}},
-			}},
-		},
+	ctx := testCtx(t, 2*time.Minute)
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus-operator/prometheus-operator")
+	cmd.Dir = filepath.Join(helm(t).RepoRoot, "e2e", "tools", "prometheus-operator")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("locating the prometheus-operator module (e2e/tools/prometheus-operator): %v", err)
 	}
-	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(crd)
+	dir := filepath.Join(strings.TrimSpace(string(out)), "example", "prometheus-operator-crd")
+	var crds []*unstructured.Unstructured
+	for _, name := range []string{"servicemonitors", "prometheusrules"} {
+		data, err := os.ReadFile(filepath.Join(dir, "monitoring.coreos.com_"+name+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := decodeObjects(data)
+		if err != nil || len(objs) != 1 {
+			t.Fatalf("decoding the %s CRD: %d objects, %v", name, len(objs), err)
+		}
+		crds = append(crds, objs[0])
+	}
+	apply(ctx, t, c, crds)
+	crdc := crdClient(t, c)
+	for _, crd := range crds {
+		lab.Eventually(t, 30*time.Second, crd.GetName()+" established", func(ctx context.Context) error {
+			return crdEstablished(ctx, crdc, crd.GetName())
+		})
+		// The client's REST mapper learns about the new kind on its next miss.
+		kind, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "listKind")
+		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+		lab.Eventually(t, 30*time.Second, kind+" mapped", func(ctx context.Context) error {
+			l := &unstructured.UnstructuredList{}
+			l.SetGroupVersionKind(schema.GroupVersionKind{Group: group, Version: "v1", Kind: kind})
+			return c.Client.List(ctx, l)
+		})
+	}
+}
+
+// crdClient reads and deletes CRDs as typed objects, which the lab's
+// client scheme does not hold.
+func crdClient(t *testing.T, c *lab.Cluster) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(c.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &unstructured.Unstructured{Object: raw}
-	unstructured.RemoveNestedField(u.Object, "status")
-	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	apply(ctx, t, c, []*unstructured.Unstructured{u})
-	lab.Eventually(t, 30*time.Second, "ServiceMonitor CRD established", func(ctx context.Context) error {
-		got := &unstructured.Unstructured{}
-		got.SetGroupVersionKind(crd.GroupVersionKind())
-		if err := c.Client.Get(ctx, client.ObjectKey{Name: crd.Name}, got); err != nil {
-			return err
+	return cl
+}
+
+// crdEstablished says why the CRD name is not Established yet, or nil.
+func crdEstablished(ctx context.Context, c client.Client, name string) error {
+	got := &apiextensionsv1.CustomResourceDefinition{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
+		return err
+	}
+	for _, cond := range got.Status.Conditions {
+		if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+			return nil
 		}
-		conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
-		for _, cond := range conds {
-			m, _ := cond.(map[string]any)
-			if m["type"] == "Established" && m["status"] == "True" {
-				return nil
-			}
-		}
-		return fmt.Errorf("not established: %v", conds)
-	})
-	// The client's REST mapper learns about the new kind on its next miss.
-	lab.Eventually(t, 30*time.Second, "ServiceMonitor kind mapped", func(ctx context.Context) error {
-		l := &unstructured.UnstructuredList{}
-		l.SetGroupVersionKind(schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitorList"})
-		return c.Client.List(ctx, l)
-	})
+	}
+	return fmt.Errorf("not established: %+v", got.Status.Conditions)
 }

@@ -127,9 +127,13 @@ func renew(ctx context.Context, t *testing.T, c *lab.Cluster, ns, name string) {
 	}
 }
 
+// caChainIssuer is caChain's CA Issuer, as --syncer-allowed-issuers names it.
+const caChainIssuer = "Issuer.cert-manager.io/root"
+
 // caChain creates, in ns, a SelfSigned root, a CA Issuer on it and an
 // opted-in intermediate Certificate "istio-ca" (Secret "istio-ca-tls"):
-// the syncer flow with cert-manager's built-in issuers.
+// the syncer flow with cert-manager's built-in issuers. A syncer installs it
+// only when --syncer-allowed-issuers names caChainIssuer.
 func caChain(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) {
 	t.Helper()
 	ref := func(name string) cmmeta.IssuerReference { return cmmeta.IssuerReference{Kind: "Issuer", Name: name} }
@@ -145,7 +149,9 @@ func caChain(ctx context.Context, t *testing.T, c *lab.Cluster, ns string) {
 		&cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "istio-ca", Annotations: map[string]string{syncer.AnnotationOptIn: "true"}},
 			Spec: cmapi.CertificateSpec{IsCA: true, CommonName: "istio intermediate " + ns, SecretName: "istio-ca-tls",
 				Duration: &metav1.Duration{Duration: 2160 * time.Hour}, RenewBefore: &metav1.Duration{Duration: 720 * time.Hour},
-				IssuerRef: ref("root"), PrivateKey: ecdsaKey}},
+				IssuerRef: ref("root"), PrivateKey: ecdsaKey,
+				// The syncer installs only name-constrained intermediates.
+				NameConstraints: &cmapi.NameConstraints{Critical: true, Permitted: &cmapi.NameConstraintItem{URIDomains: []string{ns + ".mesh"}}}}},
 	} {
 		if err := c.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)

@@ -19,12 +19,12 @@ const (
 	ManifestRelease  = "meshtrust"
 	ManifestNS       = "meshtrust-system"
 	GeneratedCRDsDir = "deploy/crds"
-	ChartCRDsDir     = "deploy/charts/meshtrust/crds"
+	ChartCRDsDir     = "deploy/charts/meshtrust/files/crds"
 )
 
 // ManifestArgs are the helm arguments that render deploy/manifests/meshtrust.yaml.
 func ManifestArgs() []string {
-	return []string{"template", ManifestRelease, ChartDir, "--namespace", ManifestNS, "--include-crds"}
+	return []string{"template", ManifestRelease, ChartDir, "--namespace", ManifestNS}
 }
 
 // Helm runs the helm binary that `make tools` builds from e2e/tools/helm.
@@ -40,23 +40,40 @@ type Helm struct {
 // helm.sh/helm/v3's in e2e/tools/helm/go.mod, exactly as the Makefile names
 // it. A missing binary is an error that says how to build it, never a skip.
 func FindHelm(ctx context.Context, repoRoot string) (*Helm, error) {
-	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "helm.sh/helm/v3")
-	cmd.Dir = filepath.Join(repoRoot, "e2e", "tools", "helm")
+	paths, err := FindTools(ctx, repoRoot, "helm", "helm.sh/helm/v3", "helm")
+	if err != nil {
+		return nil, err
+	}
+	return &Helm{Path: paths[0], RepoRoot: repoRoot}, nil
+}
+
+// FindTools locates binaries that `make tools` builds from the tools module
+// e2e/tools/<toolsModule>: bin/tools/<name>-<version>/<name> for each name,
+// the version being module's in that go.mod, as the Makefile names them.
+// A missing binary is an error that says how to build it.
+func FindTools(ctx context.Context, repoRoot, toolsModule, module string, names ...string) ([]string, error) {
+	dir := filepath.Join("e2e", "tools", toolsModule)
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", module)
+	cmd.Dir = filepath.Join(repoRoot, dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("reading the helm version from e2e/tools/helm/go.mod: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("reading the %s version from %s/go.mod: %w: %s", module, dir, err, strings.TrimSpace(stderr.String()))
 	}
 	version := strings.TrimSpace(string(out))
 	if version == "" {
-		return nil, fmt.Errorf("e2e/tools/helm/go.mod does not require helm.sh/helm/v3")
+		return nil, fmt.Errorf("%s/go.mod does not require %s", dir, module)
 	}
-	path := filepath.Join(repoRoot, "bin", "tools", "helm-"+version, "helm")
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("helm %s is missing at %s (run `make tools`): %w", version, path, err)
+	var paths []string
+	for _, name := range names {
+		path := filepath.Join(repoRoot, "bin", "tools", name+"-"+version, name)
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("%s %s is missing at %s (run `make tools prometheus`): %w", name, version, path, err)
+		}
+		paths = append(paths, path)
 	}
-	return &Helm{Path: path, RepoRoot: repoRoot}, nil
+	return paths, nil
 }
 
 // Run runs helm with args and returns its standard output. The error

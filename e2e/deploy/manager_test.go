@@ -30,6 +30,8 @@ type managerSpec struct {
 	watchNamespaces []string
 	targets         []string
 	clock           clock.Clock // the syncer's; nil means real time
+	// allowedIssuers is --syncer-allowed-issuers; nil means meshtrust's.
+	allowedIssuers []string
 	// lease timings; zero means controller-runtime's defaults
 	leaseDuration, renewDeadline, retryPeriod time.Duration
 	// kill makes cancelling the manager model a crashed process: the lease
@@ -68,6 +70,7 @@ func startManager(t *testing.T, cfg *rest.Config, spec managerSpec) *running {
 	opts.Syncer.Clock = spec.clock
 	opts.Syncer.ControllerName = "meshtrust-syncer-" + spec.name
 	opts.Syncer.WatchNamespaces = spec.watchNamespaces
+	opts.Syncer.AllowedIssuers = spec.allowedIssuers
 	logger := zap.New(zap.WriteTo(logFile), zap.UseDevMode(true))
 	opts.Tune = func(o *ctrl.Options) {
 		o.Logger = logger

@@ -387,7 +387,7 @@ func testLeaderElection(ctx context.Context, t *testing.T, c *lab.Cluster) {
 	caChain(ctx, t, c, leNS)
 	spec := func(name string) managerSpec {
 		return managerSpec{
-			name: name, syncer: true, watchNamespaces: []string{leNS}, targets: []string{leNS},
+			name: name, syncer: true, watchNamespaces: []string{leNS}, targets: []string{leNS}, allowedIssuers: []string{caChainIssuer},
 			leaseDuration: 10 * time.Second, renewDeadline: 8 * time.Second, retryPeriod: 2 * time.Second, kill: true,
 		}
 	}

@@ -12,7 +12,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshtrust/meshtrust/e2e/deploy"
 )
@@ -32,6 +34,12 @@ var toggles = []toggle{
 	{name: "service monitor", set: []string{"metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prometheus"}},
 	{name: "restart deployments", set: []string{"syncer.restartDeployments.enabled=true", "syncer.restartDeployments.names={istiod,istiod-canary}"}},
 	{name: "no CSR, no policy, no metrics service", set: []string{"issuer.kubernetesCSR=false", "admissionPolicy.enabled=false", "metrics.service.enabled=false"}},
+	{name: "alert rules and dashboard", set: []string{
+		"metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.release=prometheus",
+		"metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.annotations.grafana_folder=meshtrust",
+	}},
+	{name: "CRDs managed elsewhere", set: []string{"crds.enabled=false"}},
+	{name: "CRDs not kept", set: []string{"crds.keep=false"}},
 	{name: "everything named", set: []string{
 		"fullnameOverride=mt", "serviceAccount.create=false", "serviceAccount.name=mt-sa",
 		"issuer.clusterResourceNamespace=vault-config", "issuer.issuerNamespaces={team-a,team-b}",
@@ -164,9 +172,53 @@ func TestRenderDefaults(t *testing.T) {
 			t.Errorf("default render lacks %s %s/%s", want.kind, want.ns, want.name)
 		}
 	}
-	if len(ofKind(objs, "ServiceMonitor")) != 0 {
-		t.Error("ServiceMonitor rendered by default; it needs prometheus-operator's CRD")
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+		if len(ofKind(objs, kind)) != 0 {
+			t.Errorf("%s rendered by default; it needs prometheus-operator's CRD", kind)
+		}
 	}
+	if len(ofKind(objs, "ConfigMap")) != 0 {
+		t.Error("a ConfigMap (the dashboard) is rendered by default")
+	}
+	// The CRDs are the chart's own objects, so that upgrades reach them,
+	// and survive an uninstall.
+	crds := ofKind(objs, "CustomResourceDefinition")
+	if len(crds) != 2 {
+		t.Fatalf("%d CRDs rendered by default, want VaultIssuer and VaultClusterIssuer", len(crds))
+	}
+	for _, crd := range crds {
+		if got := crd.GetAnnotations()["helm.sh/resource-policy"]; got != "keep" {
+			t.Errorf("CRD %s: helm.sh/resource-policy %q, want keep", crd.GetName(), got)
+		}
+		if crd.GetLabels()["app.kubernetes.io/instance"] != "meshtrust" {
+			t.Errorf("CRD %s lacks the release's labels: %v", crd.GetName(), crd.GetLabels())
+		}
+	}
+	// The image's entrypoint runs the chart's args; a command here would
+	// replace it.
+	c := d.Spec.Template.Spec.Containers[0]
+	if len(c.Command) != 0 {
+		t.Errorf("the container sets command %q; the image's entrypoint must run", c.Command)
+	}
+	if want := "ghcr.io/meshtrust/meshtrust-controller:" + chartAppVersion(t); c.Image != want {
+		t.Errorf("default image %q, want %q: the tag `make image` gives is the chart's appVersion", c.Image, want)
+	}
+}
+
+// chartAppVersion reads appVersion from the chart's Chart.yaml.
+func chartAppVersion(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(helm(t).RepoRoot, deploy.ChartDir, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(data, &meta); err != nil || meta.AppVersion == "" {
+		t.Fatalf("Chart.yaml: appVersion %q: %v", meta.AppVersion, err)
+	}
+	return meta.AppVersion
 }
 
 // TestRenderRBACShape checks, for every toggle, the properties of the
@@ -302,6 +354,51 @@ func TestRenderToggles(t *testing.T) {
 			}
 		}
 	})
+	t.Run("CRDs follow crds.enabled and crds.keep", func(t *testing.T) {
+		if n := len(ofKind(render(t, "meshtrust", "meshtrust-system", "crds.enabled=false"), "CustomResourceDefinition")); n != 0 {
+			t.Errorf("%d CRDs rendered with crds.enabled=false", n)
+		}
+		crds := ofKind(render(t, "meshtrust", "meshtrust-system", "crds.keep=false"), "CustomResourceDefinition")
+		if len(crds) != 2 {
+			t.Fatalf("%d CRDs rendered, want 2", len(crds))
+		}
+		for _, crd := range crds {
+			if _, ok := crd.GetAnnotations()["helm.sh/resource-policy"]; ok {
+				t.Errorf("CRD %s kept with crds.keep=false", crd.GetName())
+			}
+		}
+	})
+	t.Run("the rendered CRDs are controller-gen's", func(t *testing.T) {
+		// Only metadata is added; the schema is what make generate wrote.
+		for _, crd := range ofKind(render(t, "meshtrust", "meshtrust-system"), "CustomResourceDefinition") {
+			data, err := os.ReadFile(filepath.Join(helm(t).RepoRoot, deploy.GeneratedCRDsDir, "meshtrust.io_"+strings.TrimSuffix(crd.GetName(), ".meshtrust.io")+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen, err := decodeObjects(data)
+			if err != nil || len(gen) != 1 {
+				t.Fatalf("decoding %s: %d objects, %v", crd.GetName(), len(gen), err)
+			}
+			if !equality.Semantic.DeepEqual(crd.Object["spec"], gen[0].Object["spec"]) {
+				t.Errorf("CRD %s: the rendered spec differs from %s", crd.GetName(), deploy.GeneratedCRDsDir)
+			}
+		}
+	})
+	t.Run("alert rules and dashboard are opt-in objects", func(t *testing.T) {
+		objs := render(t, "meshtrust", "meshtrust-system", "metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.release=prometheus",
+			"metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=monitoring")
+		rule := find(objs, "PrometheusRule", "meshtrust-system", "meshtrust-controller")
+		if rule == nil || rule.GetLabels()["release"] != "prometheus" {
+			t.Errorf("PrometheusRule: %v", rule)
+		}
+		cm := find(objs, "ConfigMap", "monitoring", "meshtrust-dashboard")
+		if cm == nil || cm.GetLabels()["grafana_dashboard"] != "1" {
+			t.Fatalf("dashboard ConfigMap: %v", cm)
+		}
+		if data, _, _ := unstructured.NestedString(cm.Object, "data", "meshtrust-dashboard.json"); !strings.Contains(data, `"uid": "meshtrust"`) {
+			t.Errorf("the ConfigMap does not hold the dashboard: %.200s", data)
+		}
+	})
 	t.Run("service monitor selects the metrics service", func(t *testing.T) {
 		objs := render(t, "meshtrust", "meshtrust-system", "metrics.serviceMonitor.enabled=true")
 		sm := ofKind(objs, "ServiceMonitor")
@@ -359,6 +456,8 @@ func TestRenderRejectsBadValues(t *testing.T) {
 		{[]string{"leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{[]string{"replicaCount=1"}, "no node could ever be drained"},
 		{[]string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"}, "needs metrics.service.enabled"},
+		{[]string{"crds.keep=sometimes"}, "/crds/keep"},
+		{[]string{"metrics.grafanaDashboard.namespace=Not_A_Namespace"}, "/metrics/grafanaDashboard/namespace"},
 	} {
 		t.Run(strings.Join(tc.set, ","), func(t *testing.T) {
 			_, err := helm(t).Template(testCtx(t, time.Minute), "meshtrust", "meshtrust-system", tc.set)

@@ -34,6 +34,9 @@ type Options struct {
 	// CRDs installed. Each cluster's trust domain is its name, and the
 	// other clusters' names are its trustDomainAliases.
 	Istiod bool
+	// IstiodClusters, when positive, limits Istiod to the first that many
+	// clusters; the others run none (a fleet too large for an istiod each).
+	IstiodClusters int
 	// IssuanceBackoff is cert-manager's
 	// --certificate-request-minimum-backoff-duration: how long a
 	// Certificate waits after a failed issuance. Zero is cert-manager's
@@ -180,7 +183,7 @@ func (l *Lab) start(ctx context.Context, opts Options, root string, bins *Binari
 
 	// Clusters start one after another: on two cores, parallel starts are
 	// no faster and make start-up timeouts likelier.
-	for _, name := range clusters {
+	for i, name := range clusters {
 		began := time.Now()
 		c, err := startCluster(ctx, clusterSpec{
 			name:        name,
@@ -196,7 +199,7 @@ func (l *Lab) start(ctx context.Context, opts Options, root string, bins *Binari
 		}
 		l.Clusters = append(l.Clusters, c)
 		l.Timings = append(l.Timings, Timing{Component: "cluster " + name, Address: c.Host, Took: time.Since(began)})
-		if !opts.Istiod {
+		if !opts.Istiod || (opts.IstiodClusters > 0 && i >= opts.IstiodClusters) {
 			continue
 		}
 		began = time.Now()

@@ -6,6 +6,10 @@
 // and calling each other over mutual TLS. At every step istiod's own
 // behaviour is the proof: what it signs with and what it publishes.
 //
-// The test lives in rotation_test.go, the propagation benchmark in
-// bench_test.go; the package has no product code.
+// rotateroot_test.go drives the same rotation as one command, `meshtrust
+// vault rotate-root`, run as its own process across three clusters and
+// killed at every step (fleet_test.go holds its equipment);
+// rotation_test.go proves the manual runbook that command automates. The
+// benchmarks: bench_test.go (propagation of one renewal to istiod) and
+// rotatebench_test.go (a whole rotation). The package has no product code.
 package rotation

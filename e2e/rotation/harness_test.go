@@ -68,14 +68,25 @@ type env struct {
 
 func newEnv(t testing.TB, clusters ...string) *env {
 	t.Helper()
+	return newEnvWith(t, lab.Options{Clusters: clusters, IssuanceBackoff: 10 * time.Second, Istiod: true}, 10*time.Minute)
+}
+
+// newEnvWith is newEnv on a lab of opts, for up to limit; clusters
+// without an istiod get no workload.
+func newEnvWith(t testing.TB, opts lab.Options, limit time.Duration) *env {
+	t.Helper()
 	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	clusters := opts.Clusters
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
-	l := lab.New(t, lab.Options{Clusters: clusters, IssuanceBackoff: 10 * time.Second, Istiod: true})
+	l := lab.New(t, opts)
 	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{},
 		agents: map[string]*istio.Agent{}, controllers: map[string]*mesh.Controllers{}}
 	e.logf("lab up: Vault %s, clusters %s, an istiod in each", l.Vault.Addr, strings.Join(clusters, ", "))
 	for _, n := range clusters {
+		if l.Cluster(n).Istiod == nil {
+			continue
+		}
 		a, err := mesh.Workload(l.Cluster(n), workloadNamespace, serviceAccountOf(n))
 		if err != nil {
 			t.Fatal(err)
@@ -571,12 +582,10 @@ func (e *env) key(k2, k3 *mesh.Served) stateKey {
 
 // traffic is the handshake loop between kind2 and kind3.
 type traffic struct {
-	mu       sync.Mutex
-	ok       int
-	failed   int
-	failures []string
-	byState  map[stateKey]int
-	order    []stateKey
+	mu sync.Mutex
+	tally
+	byState map[stateKey]int
+	order   []stateKey
 	// versions holds, per cluster, every distinct root-cert.pem the loop
 	// saw in cacerts, in order. While a cluster's cacerts holds a fixture
 	// written around the syncer, reads of it are left out.
@@ -595,24 +604,27 @@ func (e *env) startTraffic() *traffic {
 	ctx, cancel := context.WithCancel(e.ctx)
 	tr := &traffic{byState: map[stateKey]int{}, versions: map[string][][]byte{}, fixtures: map[string]fixtureWindow{},
 		cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(tr.done)
-		// A short pause between rounds leaves the two cores to the
-		// controllers and API servers; every round still sees the state
-		// current at its start.
-		tick := time.NewTicker(40 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			e.round(ctx, tr)
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	// A short pause between rounds leaves the two cores to the
+	// controllers and API servers; every round still sees the state
+	// current at its start.
+	go loop(ctx, tr.done, 40*time.Millisecond, func(ctx context.Context) { e.round(ctx, tr) })
 	e.t.Cleanup(tr.stop)
 	return tr
+}
+
+// loop runs round every interval until ctx ends, then closes done.
+func loop(ctx context.Context, done chan struct{}, interval time.Duration, round func(context.Context)) {
+	defer close(done)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (tr *traffic) stop() {
@@ -701,17 +713,31 @@ func (tr *traffic) fixtureGone(cluster string) {
 	tr.fixtures[cluster] = f
 }
 
+// tally counts handshakes and keeps the first failures.
+type tally struct {
+	ok, failed int
+	failures   []string
+}
+
+// add counts err's outcome and reports whether it was a success.
+func (t *tally) add(err error) bool {
+	if err != nil {
+		t.failed++
+		if len(t.failures) < 5 {
+			t.failures = append(t.failures, err.Error())
+		}
+		return false
+	}
+	t.ok++
+	return true
+}
+
 func (tr *traffic) record(key stateKey, err error) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if err != nil {
-		tr.failed++
-		if len(tr.failures) < 5 {
-			tr.failures = append(tr.failures, err.Error())
-		}
+	if !tr.add(err) {
 		return
 	}
-	tr.ok++
 	if _, seen := tr.byState[key]; !seen {
 		tr.order = append(tr.order, key)
 	}

@@ -82,9 +82,15 @@ func metricValue(mfs []*dto.MetricFamily, name string) (float64, bool) {
 // namespaces so that tests running their own managers do not interfere.
 func startSyncer(t *testing.T, c *lab.Cluster, clk clock.Clock, namespaces []string, wrap func(client.Client, context.CancelFunc) client.Client) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	opts := syncer.DefaultOptions()
 	opts.Clock = clk
+	return startSyncerWith(t, c, opts, namespaces, wrap)
+}
+
+// startSyncerWith is startSyncer with the syncer's options given.
+func startSyncerWith(t *testing.T, c *lab.Cluster, opts syncer.Options, namespaces []string, wrap func(client.Client, context.CancelFunc) client.Client) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	opts.TargetNamespaces = []string{"*"}
 	reg := prometheus.NewRegistry()
 	opts.MetricsRegistry = reg

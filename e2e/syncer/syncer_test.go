@@ -52,7 +52,7 @@ func TestSyncerOnLab(t *testing.T) {
 
 	// One syncer on the real clock serves the namespaces that need no
 	// restarts; the other subtests run their own.
-	startSyncer(t, c, clock.RealClock{}, []string{"layout", "foreign"}, nil)
+	shared := startSyncer(t, c, clock.RealClock{}, []string{"layout", "foreign", "rogue"}, nil)
 
 	t.Run("layout key by key", func(t *testing.T) {
 		intermediate(ctx, t, c, spec, "layout", nil)
@@ -119,6 +119,10 @@ func TestSyncerOnLab(t *testing.T) {
 		}
 	})
 
+	t.Run("a wrong Istio trust domain is a Warning event", func(t *testing.T) {
+		testMeshTrustDomainWarning(ctx, t, c)
+	})
+
 	t.Run("unmanaged cacerts is never clobbered", func(t *testing.T) {
 		must(t, c.EnsureNamespace(ctx, "foreign"))
 		theirs := &corev1.Secret{}
@@ -133,6 +137,14 @@ func TestSyncerOnLab(t *testing.T) {
 		if err != nil || len(s.Data) != 1 || string(s.Data["ca-cert.pem"]) != "not ours" {
 			t.Fatalf("unmanaged cacerts changed: %v %v", err, keys(s.Data))
 		}
+	})
+
+	t.Run("a Certificate of another issuer never replaces cacerts", func(t *testing.T) {
+		testForeignIssuer(ctx, t, c, spec, shared)
+	})
+
+	t.Run("an allowed CA issuer's intermediate needs a URI name constraint", func(t *testing.T) {
+		testAllowedCAIssuer(ctx, t, c)
 	})
 
 	t.Run("scheduled rotation fires once per slot across restarts", func(t *testing.T) {

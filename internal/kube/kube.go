@@ -145,6 +145,18 @@ func ReadCacerts(ctx context.Context, cs kubernetes.Interface, namespace, name s
 	return s, nil
 }
 
+// ReadConfigMap returns the ConfigMap, or nil when it does not exist.
+func ReadConfigMap(ctx context.Context, cs kubernetes.Interface, namespace, name string) (*corev1.ConfigMap, error) {
+	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return cm, nil
+}
+
 // OptedInCertificates lists the Certificates carrying annotation=true.
 func OptedInCertificates(ctx context.Context, c client.Client, annotation string) ([]cmapi.Certificate, error) {
 	var list cmapi.CertificateList
@@ -212,4 +224,22 @@ func ReadConfigMapKey(ctx context.Context, cs kubernetes.Interface, namespace, n
 		return "", fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
 	}
 	return cm.Data[key], nil
+}
+
+// ManagedServiceAccounts lists, in every namespace, the ServiceAccounts
+// labelled as meshtrust's (app.kubernetes.io/managed-by=meshtrust) that
+// carry annotation: for status, the token reviewers enrol minted a stored
+// Vault reviewer token for.
+func ManagedServiceAccounts(ctx context.Context, cs kubernetes.Interface, annotation string) ([]corev1.ServiceAccount, error) {
+	list, err := cs.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=meshtrust"})
+	if err != nil {
+		return nil, fmt.Errorf("listing meshtrust's ServiceAccounts: %w", err)
+	}
+	var out []corev1.ServiceAccount
+	for _, sa := range list.Items {
+		if _, ok := sa.Annotations[annotation]; ok {
+			out = append(out, sa)
+		}
+	}
+	return out, nil
 }

@@ -39,11 +39,11 @@ func Render(w io.Writer, r Report, format string) error {
 func Table(w io.Writer, r Report) error {
 	ew := &errWriter{w: w}
 	tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tCACERTS\tMANAGED\tLAYOUT\tTRUST DOMAIN\tEXPIRES IN\tCHAIN\tSOURCE READY\tCRL\tCRL NEXT UPDATE\tREVOKED")
+	fmt.Fprintln(tw, "CLUSTER\tCACERTS\tMANAGED\tLAYOUT\tTRUST DOMAIN\tEXPIRES IN\tCHAIN\tSOURCE READY\tCRL\tCRL NEXT UPDATE\tREVOKED\tROTATION")
 	for _, c := range r.Clusters {
 		crl, next, revoked := crlColumns(c)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Context, presence(c), yesNo(c.Managed, c.Present), dash(c.Layout),
-			trustDomain(c), expires(c), chain(c), sourceReady(c), crl, next, revoked)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Context, presence(c), yesNo(c.Managed, c.Present), dash(c.Layout),
+			trustDomain(c), expires(c), chain(c), sourceReady(c), crl, next, revoked, rotationLabel(c))
 	}
 	tw.Flush()
 	for _, c := range r.Clusters {
@@ -81,6 +81,25 @@ func Table(w io.Writer, r Report) error {
 		}
 		if l := crlLine(c); l != "" {
 			fmt.Fprintf(dw, "  crl:\t%s\n", l)
+		}
+		if m := c.Mesh; m != nil {
+			how := ""
+			if m.Defaulted {
+				how = ", istiod's default"
+			}
+			fmt.Fprintf(dw, "  istio mesh:\ttrust domain %s%s, aliases %s (%s)\n", m.TrustDomain, how, m.AliasesString(), m.ConfigMap)
+		} else if c.MeshNote != "" {
+			fmt.Fprintf(dw, "  istio mesh:\t%s\n", c.MeshNote)
+		}
+		for _, rt := range c.ReviewerTokens {
+			when := fmt.Sprintf("expires %s (%s left)", rt.Expires.Format(time.RFC3339), rt.TimeLeft)
+			if ago, expired := strings.CutPrefix(rt.TimeLeft, "-"); expired {
+				when = fmt.Sprintf("EXPIRED %s (%s ago)", rt.Expires.Format(time.RFC3339), ago)
+			}
+			fmt.Fprintf(dw, "  vault reviewer:\tauth/%s stores a token of ServiceAccount %s, %s\n", rt.Mount, rt.ServiceAccount, when)
+		}
+		if c.ReviewersError != "" {
+			fmt.Fprintf(dw, "  vault reviewer:\tnot checked: %s\n", c.ReviewersError)
 		}
 		if s := c.Source; s != nil {
 			line := fmt.Sprintf("Certificate %s/%s Ready=%s", s.Namespace, s.Name, s.Ready)

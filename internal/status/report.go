@@ -19,7 +19,10 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/rotation"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -35,6 +38,18 @@ type Input struct {
 	Certificates []cmapi.Certificate
 	// CertificatesErr is set when Certificates could not be listed.
 	CertificatesErr error
+	// Reviewers are the ServiceAccounts enrol minted the Vault reviewer
+	// token for, with its expiry.
+	Reviewers []corev1.ServiceAccount
+	// ReviewersErr is set when they could not be listed.
+	ReviewersErr error
+	// MeshSource is "namespace/name" of Istio's mesh ConfigMap; empty when
+	// not asked for.
+	MeshSource string
+	// Mesh is that ConfigMap, nil when absent.
+	Mesh *corev1.ConfigMap
+	// MeshErr is set when it could not be read.
+	MeshErr error
 }
 
 // Options tunes the checks.
@@ -109,6 +124,19 @@ type Cluster struct {
 	Source *Source `json:"source,omitempty"`
 	// CRL describes ca-crl.pem (Istio layout only).
 	CRL *CRLInfo `json:"crl,omitempty"`
+	// Rotation is the root-rotation phase rotate-root last verified on the
+	// cluster (its record on the source Certificate), nil when none ran.
+	Rotation *rotation.Record `json:"rotation,omitempty"`
+	// ReviewerTokens are the Vault reviewer tokens minted in this cluster
+	// and stored in Vault's kubernetes auth mounts.
+	ReviewerTokens []ReviewerToken `json:"reviewerTokens,omitempty"`
+	// ReviewersError says why they could not be read.
+	ReviewersError string `json:"reviewersError,omitempty"`
+	// Mesh is what Istio's mesh configuration says about trust domains;
+	// nil when it was not read.
+	Mesh *MeshInfo `json:"mesh,omitempty"`
+	// MeshNote says why Istio's mesh configuration was not checked.
+	MeshNote string `json:"meshNote,omitempty"`
 	// Problems make the cluster unhealthy.
 	Problems []string `json:"problems,omitempty"`
 
@@ -117,6 +145,26 @@ type Cluster struct {
 	chain  []*x509.Certificate
 	cert   *x509.Certificate
 	renew  time.Duration
+}
+
+// MeshInfo is Istio's mesh configuration, as far as trust domains go.
+type MeshInfo struct {
+	// ConfigMap is "namespace/name".
+	ConfigMap string `json:"configMap"`
+	meshconfig.TrustDomains
+}
+
+// ReviewerToken is a token_reviewer_jwt a Vault kubernetes auth mount
+// stores for the cluster: when it lapses, every login fails.
+type ReviewerToken struct {
+	// Mount is the Vault auth mount, without "auth/".
+	Mount string `json:"mount"`
+	// ServiceAccount is "namespace/name" of the token's ServiceAccount.
+	ServiceAccount string `json:"serviceAccount"`
+	// Expires is the token's expiry; zero when the record does not parse.
+	Expires time.Time `json:"expires"`
+	// TimeLeft is Expires minus now, rounded.
+	TimeLeft string `json:"timeLeft"`
 }
 
 // Matrix says whose intermediate chains to whose roots.
@@ -201,8 +249,10 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 			c.Problems = append(c.Problems, fmt.Sprintf("intermediate does not chain to any root of %s", r.Clusters[j].Context))
 		}
 	}
+	checkTrustDomainOverlaps(r.Clusters)
 	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
 	r.Warnings = append(r.Warnings, crlWarnings...)
+	r.Warnings = append(r.Warnings, aliasWarnings(r.Clusters, r.Matrix)...)
 	r.Healthy = len(r.Unhealthy()) == 0 && len(r.Warnings) == 0 && len(r.Clusters) > 0
 	return r
 }
@@ -218,6 +268,14 @@ func DefaultManagedBy(s *corev1.Secret) (bool, string) {
 }
 
 func buildCluster(in Input, now time.Time, o Options) Cluster {
+	c := readCluster(in, now, o)
+	c.meshConfig(in)
+	return c
+}
+
+// readCluster reads the cluster's cacerts, its source and its reviewer
+// tokens.
+func readCluster(in Input, now time.Time, o Options) Cluster {
 	c := Cluster{Context: in.Context, RootFingerprints: []string{}}
 	if in.Err != nil {
 		c.Problems = append(c.Problems, "cannot read cluster: "+in.Err.Error())
@@ -231,12 +289,17 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 		c.Managed, sourceRef = o.ManagedBy(s)
 	}
 	c.Source = findSource(in, sourceRef)
+	var rotationErr string
+	if c.Rotation, rotationErr = rotationOf(in, c.Source); rotationErr != "" {
+		c.Problems = append(c.Problems, rotationErr)
+	}
 	if c.Source == nil && sourceRef != "" {
 		c.Problems = append(c.Problems, fmt.Sprintf("source Certificate %s, named by cacerts, is not there (or not opted in)", sourceRef))
 	}
 	if in.CertificatesErr != nil {
 		c.Problems = append(c.Problems, "cannot list Certificates: "+in.CertificatesErr.Error())
 	}
+	c.reviewerTokens(in, now)
 	if c.Source != nil {
 		if c.Source.Ready != "True" {
 			why := strings.Trim(c.Source.Reason+": "+c.Source.Message, ": ")
@@ -284,6 +347,57 @@ func buildCluster(in Input, now time.Time, o Options) Cluster {
 	c.bundle = b
 	c.Valid = true
 	return c
+}
+
+// meshConfig reads Istio's mesh configuration and checks its trust domain
+// against the intermediate's URI name constraint.
+func (c *Cluster) meshConfig(in Input) {
+	switch {
+	case in.MeshSource == "":
+		return
+	case in.MeshErr != nil:
+		c.MeshNote = "not checked: " + in.MeshErr.Error()
+		return
+	case in.Mesh == nil:
+		c.MeshNote = fmt.Sprintf("not checked: no ConfigMap %s (Istio not installed, or a revisioned install: pass --mesh-configmap)", in.MeshSource)
+		return
+	}
+	td, err := meshconfig.FromConfigMap(in.Mesh)
+	if err != nil {
+		c.Problems = append(c.Problems, "cannot read Istio's mesh configuration: "+err.Error())
+		return
+	}
+	c.Mesh = &MeshInfo{ConfigMap: in.MeshSource, TrustDomains: td}
+	if c.cert != nil && len(c.cert.PermittedURIDomains) == 1 {
+		if why := td.Mismatch(c.cert.PermittedURIDomains[0], "ConfigMap "+in.MeshSource); why != "" {
+			c.Problems = append(c.Problems, why)
+		}
+	}
+}
+
+// reviewerTokens reads the stored reviewer tokens' expiries; an expired
+// one is a problem (warnings flags one close to it).
+func (c *Cluster) reviewerTokens(in Input, now time.Time) {
+	if in.ReviewersErr != nil {
+		c.ReviewersError = in.ReviewersErr.Error()
+	}
+	for _, sa := range in.Reviewers {
+		rt := ReviewerToken{Mount: sa.Annotations[vaultcontract.ReviewerTokenMountAnnotation], ServiceAccount: sa.Namespace + "/" + sa.Name}
+		raw := sa.Annotations[vaultcontract.ReviewerTokenExpiresAnnotation]
+		t, err := time.Parse(time.RFC3339, raw)
+		switch {
+		case err != nil:
+			c.Problems = append(c.Problems, fmt.Sprintf("ServiceAccount %s: annotation %s=%q is not an RFC 3339 time, so the expiry of the reviewer token of auth/%s is unknown",
+				rt.ServiceAccount, vaultcontract.ReviewerTokenExpiresAnnotation, raw, rt.Mount))
+		case !now.Before(t):
+			rt.Expires, rt.TimeLeft = t.UTC(), FormatDuration(t.Sub(now))
+			c.Problems = append(c.Problems, fmt.Sprintf("the Vault reviewer token stored in auth/%s (ServiceAccount %s) expired at %s: every login of this cluster fails; rerun meshtrust vault enroll",
+				rt.Mount, rt.ServiceAccount, t.UTC().Format(time.RFC3339)))
+		default:
+			rt.Expires, rt.TimeLeft = t.UTC(), FormatDuration(t.Sub(now))
+		}
+		c.ReviewerTokens = append(c.ReviewerTokens, rt)
+	}
 }
 
 func detectLayout(data map[string][]byte) (pki.Layout, string, string) {
@@ -406,8 +520,6 @@ func warnings(cs []Cluster, now time.Time) []string {
 			w = append(w, fmt.Sprintf("roots differ: %s trusts %s, %s trusts %s", first.Context, short(first.RootFingerprints), c.Context, short(c.RootFingerprints)))
 		}
 	}
-	byTD := map[string][]string{}
-	var tds []string
 	for i := range cs {
 		c := &cs[i]
 		if c.cert == nil {
@@ -415,12 +527,6 @@ func warnings(cs []Cluster, now time.Time) []string {
 		}
 		if len(c.cert.PermittedURIDomains) == 0 {
 			w = append(w, fmt.Sprintf("%s: intermediate has no URI name constraint, so it can sign identities of any trust domain", c.Context))
-		}
-		for _, td := range c.cert.PermittedURIDomains {
-			if byTD[td] == nil {
-				tds = append(tds, td)
-			}
-			byTD[td] = append(byTD[td], c.Context)
 		}
 		window := c.renew
 		if window == 0 {
@@ -431,12 +537,84 @@ func warnings(cs []Cluster, now time.Time) []string {
 			w = append(w, fmt.Sprintf("%s: intermediate is inside its renewal window: expires in %s, renewal due %s before expiry", c.Context, FormatDuration(left), FormatDuration(window)))
 		}
 	}
-	for _, td := range tds {
-		if len(byTD[td]) > 1 {
-			w = append(w, fmt.Sprintf("clusters %s share trust domain %s, so their workload identities collide", strings.Join(byTD[td], ", "), td))
+	for i := range cs {
+		for _, rt := range cs[i].ReviewerTokens {
+			if left := rt.Expires.Sub(now); left > 0 && left <= vaultcontract.ReviewerTokenRenewBefore {
+				w = append(w, fmt.Sprintf("%s: the Vault reviewer token stored in auth/%s (ServiceAccount %s) expires in %s, at %s: rerun meshtrust vault enroll for the cluster to renew it",
+					cs[i].Context, rt.Mount, rt.ServiceAccount, FormatDuration(left), rt.Expires.Format(time.RFC3339)))
+			}
 		}
 	}
 	return w
+}
+
+// aliasWarnings flags, for each cluster with a mesh configuration, the
+// trust domains of its federated peers (clusters that trust it and that it
+// trusts) missing from its meshConfig.trustDomainAliases.
+func aliasWarnings(cs []Cluster, m Matrix) []string {
+	var w []string
+	for i := range cs {
+		c := &cs[i]
+		if c.Mesh == nil {
+			continue
+		}
+		var peers []string
+		byTD := map[string]string{}
+		for j := range cs {
+			p := &cs[j]
+			if i == j || p.cert == nil || len(p.cert.PermittedURIDomains) != 1 || !m.Trusts[i][j] || !m.Trusts[j][i] {
+				continue
+			}
+			td := p.cert.PermittedURIDomains[0]
+			peers = append(peers, td)
+			if byTD[td] == "" {
+				byTD[td] = p.Context
+			}
+		}
+		for _, td := range c.Mesh.MissingAliases(peers) {
+			w = append(w, fmt.Sprintf("%s: trust domain %s of federated peer %s is not in Istio's meshConfig.trustDomainAliases (%s: %s), so Istio does not treat that peer's identities as this mesh's: authorization policies and secure naming for its services will not match them",
+				c.Context, td, byTD[td], c.Mesh.ConfigMap, c.Mesh.AliasesString()))
+		}
+	}
+	return w
+}
+
+// checkTrustDomainOverlaps adds a problem to both clusters of every pair
+// whose intermediates' trust domains are equal or one falls under the
+// other (vaultcontract.Overlap, crypto/x509's rule): one of them can then
+// sign workload identities of the other's trust domain.
+func checkTrustDomainOverlaps(cs []Cluster) {
+	for i := range cs {
+		for j := i + 1; j < len(cs); j++ {
+			a, b := &cs[i], &cs[j]
+			if a.cert == nil || b.cert == nil {
+				continue
+			}
+			if a.cert.Equal(b.cert) {
+				a.Problems = append(a.Problems, sameIntermediateProblem(b.Context))
+				b.Problems = append(b.Problems, sameIntermediateProblem(a.Context))
+				continue
+			}
+			for _, ta := range a.cert.PermittedURIDomains {
+				for _, tb := range b.cert.PermittedURIDomains {
+					if vaultcontract.Overlap(ta, tb) == "" {
+						continue
+					}
+					a.Problems = append(a.Problems, overlapProblem(ta, tb, b.Context))
+					b.Problems = append(b.Problems, overlapProblem(tb, ta, a.Context))
+				}
+			}
+		}
+	}
+}
+
+func sameIntermediateProblem(otherContext string) string {
+	return fmt.Sprintf("holds the same intermediate as %s: one cluster read through two contexts, or one CA key in two clusters, whose workload identities are then not isolated", otherContext)
+}
+
+func overlapProblem(td, other, otherContext string) string {
+	return fmt.Sprintf("trust domain %s %s trust domain %s of %s: the intermediates' name constraints overlap, so the clusters' workload identities are not isolated",
+		td, vaultcontract.Overlap(td, other), other, otherContext)
 }
 
 func sameSet(a, b []string) bool {

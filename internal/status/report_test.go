@@ -15,9 +15,12 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshtrust/meshtrust/internal/pki"
+	"github.com/meshtrust/meshtrust/internal/rotation"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -32,9 +35,20 @@ func scenarios(t *testing.T) map[string][]Input {
 	west := sign(t, root, intermediateOpts{seed: 12, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
 	westOther := sign(t, other, intermediateOpts{seed: 13, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 2 * day})
 	westSameTD := sign(t, root, intermediateOpts{seed: 14, cn: "west istio intermediate CA", td: "east.mesh", lifetime: 30 * day, age: 2 * day})
+	core := sign(t, root, intermediateOpts{seed: 18, cn: "core istio intermediate CA", td: "mesh", lifetime: 30 * day, age: 2 * day})
 	unconstrained := sign(t, root, intermediateOpts{seed: 15, cn: "west istio intermediate CA", lifetime: 30 * day, age: 2 * day})
 	renewing := sign(t, root, intermediateOpts{seed: 16, cn: "west istio intermediate CA", td: "west.mesh", lifetime: 30 * day, age: 25 * day})
 	ready := []cmapi.Certificate{readyCertificate(cmmeta.ConditionTrue, "Ready")}
+
+	reviewer := func(ns, mount string, left time.Duration) []corev1.ServiceAccount {
+		return []corev1.ServiceAccount{{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "meshtrust-vault-reviewer",
+			Annotations: map[string]string{vaultcontract.ReviewerTokenExpiresAnnotation: epoch.Add(left).Format(time.RFC3339), vaultcontract.ReviewerTokenMountAnnotation: mount}}}}
+	}
+
+	mesh := func(yaml string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio"}, Data: map[string]string{"mesh": yaml}}
+	}
+	north := sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day})
 
 	garbage := istioSecret(t, west, root)
 	garbage.Data[pki.CAKeyKey] = []byte("-----BEGIN PRIVATE KEY-----\nnot base64 at all!!\n-----END PRIVATE KEY-----\n")
@@ -59,7 +73,7 @@ func scenarios(t *testing.T) map[string][]Input {
 			// west already trusts both roots; east only the old one. Still
 			// all yes, but the roots differ.
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
-			{Context: "west", Secret: istioSecret(t, west, root, other), Certificates: ready},
+			{Context: "west", Secret: istioSecret(t, west, root, other), Certificates: []cmapi.Certificate{rotating(readyCertificate(cmmeta.ConditionTrue, "Ready"))}},
 		},
 		"garbage_and_missing": {
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
@@ -69,9 +83,31 @@ func scenarios(t *testing.T) map[string][]Input {
 			{Context: "up", Secret: istioSecret(t, east, root)},
 			{Context: "south", Err: errors.New(`Get "https://127.0.0.1:1/api/v1/namespaces/istio-system/secrets/cacerts": dial tcp 127.0.0.1:1: connect: connection refused`)},
 		},
-		"warnings": {
+		"overlapping_trust_domains": {
+			// west has east's trust domain; core's "mesh" covers both.
 			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "west", Secret: istioSecret(t, westSameTD, root), Certificates: ready},
+			{Context: "core", Secret: istioSecret(t, core, root), Certificates: ready},
+			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready},
+		},
+		"istio_mesh": {
+			// east's mesh config agrees, but lacks north's alias; west's
+			// sets no trust domain, so istiod signs for cluster.local;
+			// north has none to check.
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready, MeshSource: "istio-system/istio", Mesh: mesh("trustDomain: east.mesh\ntrustDomainAliases: [west.mesh]\n")},
+			{Context: "west", Secret: istioSecret(t, west, root), Certificates: ready, MeshSource: "istio-system/istio", Mesh: mesh("accessLogFile: /dev/stdout\n")},
+			{Context: "north", Secret: istioSecret(t, north, root), Certificates: ready, MeshSource: "istio-system/istio"},
+		},
+		"reviewer_tokens": {
+			// east's stored reviewer token is due for renewal, west's has
+			// lapsed, north's is far from it.
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready, Reviewers: reviewer("kube-system", "kubernetes-east", 10*day)},
+			{Context: "west", Secret: istioSecret(t, west, root), Certificates: ready, Reviewers: reviewer("kube-system", "kubernetes-west", -time.Hour)},
+			{Context: "north", Secret: istioSecret(t, sign(t, root, intermediateOpts{seed: 17, cn: "north istio intermediate CA", td: "north.mesh", lifetime: 30 * day, age: day}), root), Certificates: ready,
+				Reviewers: reviewer("vault", "kubernetes-north", 200*day)},
+		},
+		"warnings": {
+			{Context: "east", Secret: istioSecret(t, east, root), Certificates: ready},
 			{Context: "north", Secret: istioSecret(t, unconstrained, root), Certificates: ready},
 			{Context: "south", Secret: istioSecret(t, renewing, root), Certificates: ready},
 		},
@@ -127,10 +163,17 @@ func TestVerdicts(t *testing.T) {
 		{name: "odd_one_out", unhealthy: []string{"west"}, warnContains: []string{"roots differ"},
 			problemOf: "west", problemSubstr: "holds none of the expected roots"},
 		{name: "root_transition", allYes: true, warnContains: []string{"roots differ"}},
-		{name: "garbage_and_missing", unhealthy: []string{"west", "north", "up", "south"},
+		{name: "garbage_and_missing", unhealthy: []string{"east", "west", "north", "up", "south"},
 			problemOf: "west", problemSubstr: "cacerts does not validate"},
+		{name: "overlapping_trust_domains", unhealthy: []string{"east", "west", "core", "north"}, allYes: true,
+			problemOf: "core", problemSubstr: "trust domain mesh contains trust domain east.mesh of east"},
+		{name: "istio_mesh", unhealthy: []string{"west"}, allYes: true,
+			warnContains: []string{"east: trust domain north.mesh of federated peer north is not in Istio's meshConfig.trustDomainAliases (istio-system/istio: west.mesh)"},
+			problemOf:    "west", problemSubstr: `Istio's trust domain is "cluster.local" (istiod's default: ConfigMap istio-system/istio sets no meshConfig.trustDomain), but the intermediate in cacerts is constrained to "west.mesh"`},
+		{name: "reviewer_tokens", unhealthy: []string{"west"}, allYes: true,
+			warnContains: []string{"east: the Vault reviewer token stored in auth/kubernetes-east (ServiceAccount kube-system/meshtrust-vault-reviewer) expires in 10d0h"},
+			problemOf:    "west", problemSubstr: "the Vault reviewer token stored in auth/kubernetes-west (ServiceAccount kube-system/meshtrust-vault-reviewer) expired at"},
 		{name: "warnings", allYes: true, warnContains: []string{
-			"clusters east, west share trust domain east.mesh",
 			"north: intermediate has no URI name constraint",
 			"south: intermediate is inside its renewal window",
 		}},
@@ -314,4 +357,11 @@ func BenchmarkBuild(b *testing.B) {
 			}
 		})
 	}
+}
+
+// rotating is crt with the record rotate-root leaves once the cluster
+// trusts both roots.
+func rotating(crt cmapi.Certificate) cmapi.Certificate {
+	crt.Annotations = map[string]string{rotation.RecordAnnotation: `{"from":"meshtrust-root","to":"meshtrust-root-2","phase":2,"phaseName":"both-trusted","at":"2026-01-01T00:00:00Z"}`}
+	return crt
 }

@@ -42,42 +42,47 @@ func TestAuthMountProblem(t *testing.T) {
 	}
 }
 
-func TestUnenrollCheckMount(t *testing.T) {
-	approle := &vaultapi.MountOutput{Type: "approle", Description: "meshtrust"}
+// Unenrol removes what it found of the cluster, whichever auth method:
+// its own kubernetes mount is disabled (unless kept), and every other role
+// of the cluster is deleted, an AppRole role with its secret IDs.
+func TestUnenrollPlansWhatItFound(t *testing.T) {
+	own := authMount{path: "kubernetes-east/", out: &vaultapi.MountOutput{Type: "kubernetes", Description: vaultcontract.AuthMountDescription("east")}}
+	found := &enrolment{
+		ownMounts: []authMount{own},
+		roles: []authRole{
+			{mount: "kubernetes-east/", name: "meshtrust-east", kind: "kubernetes", policies: []string{"meshtrust-east"}},
+			{mount: "approle/", name: "meshtrust-east", kind: "approle", policies: []string{"meshtrust-east"}, secretIDs: 2},
+			{mount: "approle-team/", name: "legacy", kind: "approle", policies: []string{"default", "meshtrust-east"}},
+		},
+	}
 	for _, tc := range []struct {
-		name string
-		o    UnenrollOptions
-		m    *vaultapi.MountOutput
-		want string // empty: allowed
+		name    string
+		disable bool
+		want    []string // changed steps, in order
 	}{
-		{name: "the review's case: shared approle named with the default --auth",
-			o: UnenrollOptions{Cluster: "east", Auth: AuthKubernetes, AuthMount: "approle", DisableAuthMount: true}, m: approle,
-			want: `vault at https://vault:8200: refusing to disable auth/approle/: it is a "approle" auth method, not kubernetes; pass the --auth the cluster was enrolled with (--auth approle deletes only the role)`},
-		{name: "another cluster's kubernetes mount",
-			o:    UnenrollOptions{Cluster: "east", Auth: AuthKubernetes, AuthMount: "kubernetes-west", DisableAuthMount: true},
-			m:    &vaultapi.MountOutput{Type: "kubernetes", Description: vaultcontract.AuthMountDescription("west")},
-			want: `refusing to disable auth/kubernetes-west/: its description is "meshtrust: cluster west", not "meshtrust: cluster east", so enroll did not create it for cluster east; pass --keep-auth-mount to delete only the role`},
-		{name: "own kubernetes mount",
-			o: UnenrollOptions{Cluster: "east", Auth: AuthKubernetes, AuthMount: "kubernetes-east", DisableAuthMount: true},
-			m: &vaultapi.MountOutput{Type: "kubernetes", Description: vaultcontract.AuthMountDescription("east")}},
-		{name: "role in the shared approle mount",
-			o: UnenrollOptions{Cluster: "east", Auth: AuthAppRole, AuthMount: "approle"}, m: approle},
-		{name: "role in an unmarked kubernetes mount, mount kept",
-			o: UnenrollOptions{Cluster: "east", Auth: AuthKubernetes, AuthMount: "k8s"}, m: &vaultapi.MountOutput{Type: "kubernetes"}},
-		{name: "role in a mount of another type",
-			o: UnenrollOptions{Cluster: "east", Auth: AuthKubernetes, AuthMount: "approle"}, m: approle,
-			want: "refusing to delete a role in auth/approle/"},
+		{"mount disabled", true, []string{"auth mount kubernetes-east/", "auth/approle/role/meshtrust-east", "auth/approle-team/role/legacy"}},
+		{"mount kept", false, []string{"auth/kubernetes-east/role/meshtrust-east", "auth/approle/role/meshtrust-east", "auth/approle-team/role/legacy"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.o.checkMount("https://vault:8200", tc.m)
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("got %v, want allowed", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("got %v, want %q", err, tc.want)
-			case err != nil && strings.Contains(err.Error(), "\n"):
-				t.Errorf("error spans lines: %q", err)
+			p := &UnenrollPlan{}
+			p.planAuth(&Client{}, UnenrollOptions{Cluster: "east", Role: "meshtrust-east", PolicyName: "meshtrust-east", DisableAuthMount: tc.disable}, found)
+			var got []string
+			for _, s := range p.Steps {
+				if s.Changed {
+					got = append(got, s.Name)
+				}
+				if s.Name == "auth/approle/role/meshtrust-east" && !strings.Contains(s.Before, "2 secret ID(s)") {
+					t.Errorf("the AppRole step does not say its secret IDs go: %+v", s)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("changes %v, want %v", got, tc.want)
 			}
 		})
+	}
+	p := &UnenrollPlan{}
+	p.planAuth(&Client{}, UnenrollOptions{Cluster: "east", Role: "meshtrust-east", PolicyName: "meshtrust-east", DisableAuthMount: true}, &enrolment{})
+	if p.Changed || len(p.Steps) != 1 {
+		t.Errorf("nothing found, yet %+v", p.Steps)
 	}
 }

@@ -143,6 +143,9 @@ type RootInfo struct {
 	Cert *x509.Certificate `json:"-"`
 	// keyID is Vault's id of the issuer's key, for retire-root.
 	keyID string
+	// manualChain is the issuer's manual_chain: for a trust anchor, the
+	// anchors bootstrap recorded (vaultcontract.AnchorChain).
+	manualChain []string
 }
 
 // BootstrapPlan is what Bootstrap will do.
@@ -174,7 +177,9 @@ func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapRe
 // adopt or import one), make it the default issuer, lower the max lease TTL
 // to cap every intermediate, set per-issuer AIA and CRL URLs (see
 // planURLs), make Vault rebuild its CRLs before they expire (planCRLConfig)
-// and enable the CRL exchange (planCRLExchangeMount). It changes nothing.
+// and enable the CRL exchange (planCRLExchangeMount). It records the root
+// among the mount's trust anchors (see planTrustAnchors). It changes
+// nothing.
 func PlanBootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapPlan, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -204,6 +209,9 @@ func PlanBootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*Bootstr
 			})
 	}
 	if err := p.planRoot(ctx, o, exists); err != nil {
+		return nil, err
+	}
+	if err := p.planTrustAnchors(ctx, o, exists); err != nil {
 		return nil, err
 	}
 	if err := p.planDefault(ctx, o, exists); err != nil {
@@ -512,6 +520,7 @@ func readIssuer(ctx context.Context, c *Client, mount, ref string) (*RootInfo, e
 	info.IssuerID, _ = s.Data["issuer_id"].(string)
 	info.IssuerName, _ = s.Data["issuer_name"].(string)
 	info.keyID, _ = s.Data["key_id"].(string)
+	info.manualChain = stringList(s.Data["manual_chain"])
 	return info, nil
 }
 

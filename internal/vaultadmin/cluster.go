@@ -2,6 +2,7 @@ package vaultadmin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,7 +11,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 // What enrol writes in the cluster: the token reviewer's ServiceAccount and
@@ -18,11 +22,16 @@ import (
 
 var managedByMeshtrust = map[string]string{"app.kubernetes.io/managed-by": "meshtrust"}
 
+// reviewerBinding names the stored reviewer's binding to
+// system:auth-delegator.
+func reviewerBinding(k KubernetesAuth) string { return k.ReviewerName + "-" + k.ReviewerNamespace }
+
 // planReviewer plans the token reviewer: its namespace, ServiceAccount and
 // binding to system:auth-delegator, each created when absent, and returns
 // the function that mints its token (through the TokenRequest API, valid
-// for ReviewerTTL; the API server may shorten it) at apply time.
-func (p *EnrollPlan) planReviewer(ctx context.Context, cs kubernetes.Interface, k KubernetesAuth) (func(context.Context) (string, time.Time, error), error) {
+// for ReviewerTTL; the API server may shorten it) at apply time and
+// records the token's expiry and mount on the ServiceAccount.
+func (p *EnrollPlan) planReviewer(ctx context.Context, cs kubernetes.Interface, k KubernetesAuth, mount string) (func(context.Context) (string, time.Time, error), error) {
 	ns, name := k.ReviewerNamespace, k.ReviewerName
 	nsExists, err := exists(cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}))
 	if err != nil {
@@ -32,7 +41,7 @@ func (p *EnrollPlan) planReviewer(ctx context.Context, cs kubernetes.Interface, 
 	if err != nil {
 		return nil, fmt.Errorf("reading ServiceAccount %s/%s: %w", ns, name, err)
 	}
-	crbName := name + "-" + ns
+	crbName := reviewerBinding(k)
 	crbExists, err := exists(cs.RbacV1().ClusterRoleBindings().Get(ctx, crbName, metav1.GetOptions{}))
 	if err != nil {
 		return nil, fmt.Errorf("reading ClusterRoleBinding %s: %w", crbName, err)
@@ -83,7 +92,18 @@ func (p *EnrollPlan) planReviewer(ctx context.Context, cs kubernetes.Interface, 
 		if err != nil {
 			return "", time.Time{}, fmt.Errorf("requesting a token for %s/%s: %w", ns, name, err)
 		}
-		return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
+		expires := tr.Status.ExpirationTimestamp.Time
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+			vaultcontract.ReviewerTokenExpiresAnnotation: expires.UTC().Format(time.RFC3339),
+			vaultcontract.ReviewerTokenMountAnnotation:   mount,
+		}}})
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return "", time.Time{}, fmt.Errorf("recording the reviewer token's expiry on ServiceAccount %s/%s: %w", ns, name, err)
+		}
+		return tr.Status.Token, expires, nil
 	}, nil
 }
 

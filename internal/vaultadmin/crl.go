@@ -190,25 +190,26 @@ func planCRLEntry(ctx context.Context, p *Plan, c *Client, cluster, trustDomain 
 }
 
 // planCRLEntryRemoval deletes the cluster's exchange entry, so that the
-// other clusters stop waiting for (or carrying) its CRLs.
-func planCRLEntryRemoval(ctx context.Context, p *Plan, c *Client, trustDomain string) error {
+// other clusters stop waiting for (or carrying) its CRLs. It returns the
+// entry's path for unenroll's last check, "" when there is no exchange.
+func planCRLEntryRemoval(ctx context.Context, p *Plan, c *Client, trustDomain string) (string, error) {
 	path := vaultcontract.CRLExchangePath(trustDomain)
 	mounted, err := exchangeMounted(ctx, c)
 	if err != nil || !mounted {
 		p.check(path, SystemVault, "no CRL exchange mount")
-		return err
+		return "", err
 	}
 	s, err := c.read(ctx, "reading "+path, path)
 	switch {
 	case err != nil:
-		return err
+		return "", err
 	case s == nil:
 		p.check(path, SystemVault, "no CRL exchange entry")
-		return nil
+		return path, nil
 	}
 	p.change(Step{Name: path, System: SystemVault, Detail: "CRL exchange entry deleted", Before: "entry of trust domain " + trustDomain, After: Absent},
 		func(ctx context.Context, _ *Step) error { return c.delete(ctx, "deleting "+path, path) })
-	return nil
+	return path, nil
 }
 
 // IssuerCRL is one issuer of a PKI mount with the CRL Vault serves for it.

@@ -10,10 +10,10 @@ import (
 
 // Commands that take only --cluster read the trust domain back from the
 // policy enrol wrote; the two must agree for every policy enrol renders.
-func TestPinnedTrustDomainReadsEnrolsPolicy(t *testing.T) {
+func TestPolicyTrustDomainReadsEnrolsPolicy(t *testing.T) {
 	for _, td := range []string{"kind2", "east.mesh", "a-b.west.example"} {
 		p := vaultcontract.Policy{Cluster: "c", Mount: "pki", IssuerRef: "meshtrust-root", TrustDomain: td, CommonName: "c istio intermediate CA"}
-		if got := PinnedTrustDomain(p.HCL()); got != td {
+		if got := PolicyTrustDomain(p.HCL()); got != td {
 			t.Errorf("policy for %s gives %q", td, got)
 		}
 	}
@@ -21,9 +21,10 @@ func TestPinnedTrustDomainReadsEnrolsPolicy(t *testing.T) {
 		"empty":      "",
 		"not HCL":    "path {",
 		"no pin":     `path "pki/issuer/r/sign-intermediate" { capabilities = ["update"] }`,
-		"a wildcard": `path "pki/issuer/r/sign-intermediate" { allowed_parameters = { "permitted_uri_domains" = ["a", "b"] } }`,
+		"no grant":   `path "pki/issuer/r/sign-intermediate" { allowed_parameters = { "permitted_uri_domains" = ["a"] } }`,
+		"two pinned": `path "pki/issuer/r/sign-intermediate" { capabilities = ["update"] allowed_parameters = { "permitted_uri_domains" = ["a", "b"] } }`,
 	} {
-		if got := PinnedTrustDomain(text); got != "" {
+		if got := PolicyTrustDomain(text); got != "" {
 			t.Errorf("%s: got %q, want none", name, got)
 		}
 	}

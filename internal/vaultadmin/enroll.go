@@ -36,12 +36,15 @@ type KubernetesAuth struct {
 	Host string
 	// CACert is the PEM CA that verifies Host; empty means EnrollOptions.Kube's.
 	CACert []byte
-	// ReviewerJWT, when set, returns the token Vault uses to call
+	// ReviewerJWT, when set, returns the reviewer token Vault stores to call
 	// TokenReview (--reviewer-jwt-file). When nil, enrol mints one in the
-	// cluster for the ServiceAccount ReviewerNamespace/ReviewerName, bound to
-	// system:auth-delegator, creating both if needed. Either is used only
-	// when the mount's configuration has to be (re)written, so that a second
-	// run mints nothing.
+	// cluster for the ServiceAccount
+	// ReviewerNamespace/ReviewerName, bound to system:auth-delegator,
+	// creating both if needed, and records its expiry on that
+	// ServiceAccount, where status reads it. Either is used only when the
+	// mount's configuration has to be (re)written, so that a second run
+	// mints nothing until the token is within
+	// vaultcontract.ReviewerTokenRenewBefore of its expiry.
 	ReviewerJWT func(ctx context.Context) (jwt string, expires time.Time, err error)
 	// ReviewerNamespace and ReviewerName name the token-reviewer ServiceAccount.
 	ReviewerNamespace, ReviewerName string
@@ -285,6 +288,9 @@ func PlanEnroll(ctx context.Context, c *Client, o EnrollOptions) (*EnrollPlan, e
 	if err := checkDuration(ctx, c, o.Mount, o.Manifests.Duration); err != nil {
 		return nil, err
 	}
+	if err := checkOverlap(ctx, c, o); err != nil {
+		return nil, err
+	}
 	if _, err := readIssuerForPolicy(ctx, c, o.Policy()); err != nil {
 		return nil, err
 	}
@@ -442,58 +448,22 @@ func (p *EnrollPlan) planAuthMount(c *Client, o EnrollOptions, mounted bool) {
 func (p *EnrollPlan) planKubernetes(ctx context.Context, c *Client, cs kubernetes.Interface, o EnrollOptions, mounted bool) error {
 	k := o.Kubernetes
 	cfgPath := "auth/" + o.AuthMount + "/config"
-	configured := false
+	var cur authConfig
 	if mounted {
 		s, err := c.read(ctx, "reading "+cfgPath, cfgPath)
 		if err != nil {
 			return err
 		}
-		configured = s != nil && s.Data != nil &&
-			s.Data["kubernetes_host"] == k.Host &&
-			strings.TrimSpace(fmt.Sprint(s.Data["kubernetes_ca_cert"])) == strings.TrimSpace(string(k.CACert)) &&
-			s.Data["token_reviewer_jwt_set"] == true
-	}
-	if configured && !k.RefreshReviewer {
-		p.check(cfgPath, SystemVault, "already points at %s", k.Host)
-	} else {
-		reviewer := k.ReviewerJWT
-		if reviewer == nil && cs != nil {
-			var err error
-			if reviewer, err = p.planReviewer(ctx, cs, k); err != nil {
-				return err
+		if s != nil && s.Data != nil {
+			cur = authConfig{
+				host:     fmt.Sprint(s.Data["kubernetes_host"]),
+				pointsAt: s.Data["kubernetes_host"] == k.Host && strings.TrimSpace(fmt.Sprint(s.Data["kubernetes_ca_cert"])) == strings.TrimSpace(string(k.CACert)),
+				tokenSet: s.Data["token_reviewer_jwt_set"] == true,
 			}
 		}
-		if reviewer == nil {
-			return fmt.Errorf("kubernetes auth at %s needs a reviewer token (--context or --reviewer-jwt-file)", o.AuthMount)
-		}
-		before := Absent
-		if mounted {
-			before = "not pointing at " + k.Host + " with a reviewer token"
-		}
-		p.change(Step{Name: cfgPath, System: SystemVault, Detail: fmt.Sprintf("points at %s with a fresh reviewer token (%s)", k.Host, KnownAfterApply),
-			Before: before, After: fmt.Sprintf("kubernetes_host %s, its CA, a fresh token_reviewer_jwt", k.Host)},
-			func(ctx context.Context, s *Step) error {
-				jwt, expires, err := reviewer(ctx)
-				if err != nil {
-					return fmt.Errorf("getting a token reviewer token: %w", err)
-				}
-				if _, err := c.write(ctx, "configuring "+cfgPath, cfgPath, map[string]any{
-					"kubernetes_host":    k.Host,
-					"kubernetes_ca_cert": string(k.CACert),
-					"token_reviewer_jwt": jwt,
-					// Vault runs outside the cluster: never fall back to a local
-					// service-account token or CA file.
-					"disable_local_ca_jwt": true,
-				}); err != nil {
-					return err
-				}
-				until := "no known expiry"
-				if !expires.IsZero() {
-					until = "expires " + expires.UTC().Format(time.RFC3339) + "; rerun with --refresh-reviewer-token before then"
-				}
-				s.Detail = fmt.Sprintf("points at %s with a fresh reviewer token (%s)", k.Host, until)
-				return nil
-			})
+	}
+	if err := p.planReviewerToken(ctx, c, cs, o, cfgPath, mounted, cur); err != nil {
+		return err
 	}
 	want := map[string]any{
 		"bound_service_account_names":      []string{k.ServiceAccount},

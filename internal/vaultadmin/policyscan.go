@@ -3,34 +3,10 @@ package vaultadmin
 import (
 	"context"
 	"regexp"
-	"slices"
 	"strings"
-
-	"github.com/hashicorp/hcl"
-	"github.com/hashicorp/hcl/hcl/ast"
 
 	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
-
-// policyPath is one path block of a Vault ACL policy, as Vault decodes it.
-type policyPath struct {
-	Capabilities []string `hcl:"capabilities"`
-	// Policy is the pre-0.9 shorthand: "deny", "read", "write", "list" or "sudo".
-	Policy string `hcl:"policy"`
-}
-
-// grantsWrite reports whether the block lets a request POST to its path:
-// sign-intermediate needs "update" (or "create"), and "deny" wins over both.
-func (p policyPath) grantsWrite() bool {
-	caps := p.Capabilities
-	switch p.Policy {
-	case "write", "sudo":
-		caps = append(caps, "update")
-	case "deny":
-		caps = append(caps, "deny")
-	}
-	return !slices.Contains(caps, "deny") && (slices.Contains(caps, "update") || slices.Contains(caps, "create"))
-}
 
 // PolicyGrantsSigning reports whether the ACL policy text (HCL or JSON) lets
 // its holder sign intermediates under the issuer of mount known by any of
@@ -43,34 +19,22 @@ func (p policyPath) grantsWrite() bool {
 // read counts when it mentions <mount>/issuer/<ref>/ at all, so that an
 // unreadable policy errs on the side of refusing.
 func PolicyGrantsSigning(text, mount string, refs ...string) bool {
-	f, err := hcl.ParseString(text)
+	blocks, err := vaultcontract.PathBlocks(text)
 	if err != nil {
 		return mentionsIssuer(text, mount, refs)
 	}
-	list, ok := f.Node.(*ast.ObjectList)
-	if !ok {
-		return mentionsIssuer(text, mount, refs)
-	}
-	for _, item := range list.Filter("path").Items {
-		if len(item.Keys) == 0 {
-			continue
-		}
-		pattern, ok := item.Keys[0].Token.Value().(string)
-		if !ok {
-			continue
-		}
-		var p policyPath
-		if err := hcl.DecodeObject(&p, item.Val); err != nil {
-			if mentionsIssuer(pattern+"/", mount, refs) {
+	for _, b := range blocks {
+		if b.Err != nil {
+			if mentionsIssuer(b.Pattern+"/", mount, refs) {
 				return true
 			}
 			continue
 		}
-		if !p.grantsWrite() {
+		if !b.GrantsWrite() {
 			continue
 		}
 		for _, ref := range refs {
-			if ref != "" && patternTargets(pattern, mount+"/issuer/"+ref, "/sign-intermediate") {
+			if ref != "" && patternTargets(b.Pattern, mount+"/issuer/"+ref, "/sign-intermediate") {
 				return true
 			}
 		}
@@ -123,41 +87,15 @@ func patternTargets(pattern, issuerPath, suffix string) bool {
 	return regexp.MustCompile(re.String()).MatchString(issuerPath + suffix)
 }
 
-// PinnedTrustDomain returns the trust domain an enrol policy pins: the one
-// value its sign-intermediate path allows for permitted_uri_domains. It is
-// "" when the text is no such policy.
-func PinnedTrustDomain(text string) string {
-	f, err := hcl.ParseString(text)
-	if err != nil {
+// PolicyTrustDomain returns the trust domain an enrol policy lets its
+// holder sign for (vaultcontract.ReadPolicies); it is "" when the text
+// names none, or more than one.
+func PolicyTrustDomain(text string) string {
+	pols := vaultcontract.ReadPolicies(text)
+	if len(pols) != 1 {
 		return ""
 	}
-	list, ok := f.Node.(*ast.ObjectList)
-	if !ok {
-		return ""
-	}
-	for _, item := range list.Filter("path").Items {
-		if len(item.Keys) == 0 {
-			continue
-		}
-		pattern, ok := item.Keys[0].Token.Value().(string)
-		if !ok || !strings.HasSuffix(pattern, "/sign-intermediate") {
-			continue
-		}
-		var p struct {
-			Allowed map[string][]any `hcl:"allowed_parameters"`
-		}
-		if err := hcl.DecodeObject(&p, item.Val); err != nil {
-			continue
-		}
-		for k, v := range p.Allowed {
-			if strings.EqualFold(k, vaultcontract.ParamPermittedURIDomains) && len(v) == 1 {
-				if td, ok := v[0].(string); ok {
-					return td
-				}
-			}
-		}
-	}
-	return ""
+	return pols[0].TrustDomain
 }
 
 // TrustDomainOf reads the trust domain the cluster's enrol policy pins, for
@@ -167,5 +105,5 @@ func TrustDomainOf(ctx context.Context, c *Client, policyName string) (string, e
 	if err != nil && !IsStatus(err, 404) {
 		return "", wrap(c.Addr, "reading policy "+policyName, err)
 	}
-	return PinnedTrustDomain(text), nil
+	return PolicyTrustDomain(text), nil
 }

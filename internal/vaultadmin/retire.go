@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/meshtrust/meshtrust/internal/pki"
 )
 
 // RetireOptions says which root to take out of the PKI mount.
@@ -64,6 +62,9 @@ type IssuerFacts struct {
 	KeyID string
 	// Root is true for a self-signed CA certificate.
 	Root bool
+	// Anchor is true for a root bootstrap recorded among the mount's trust
+	// anchors.
+	Anchor bool
 }
 
 // RetireBlockers returns every reason the root may not be deleted yet, each
@@ -71,9 +72,12 @@ type IssuerFacts struct {
 func RetireBlockers(f RetireFacts, o RetireOptions) []string {
 	var out []string
 	name := f.Target.Name
+	// Once bootstrap has recorded trust anchors, only they count as roots
+	// clusters may move to: a stray self-signed issuer is none.
+	recorded := slices.ContainsFunc(f.Others, func(is IssuerFacts) bool { return is.Anchor })
 	var others []string
 	for _, is := range f.Others {
-		if is.Root {
+		if is.Root && (is.Anchor || !recorded) {
 			others = append(others, is.Name)
 		}
 	}
@@ -208,7 +212,12 @@ func PlanRetire(ctx context.Context, c *Client, o RetireOptions) (*RetirePlan, e
 	if err != nil {
 		return nil, err
 	}
-	f, err := gatherRetireFacts(ctx, c, o, target)
+	issuers, err := mountIssuers(ctx, c, o.Mount)
+	if err != nil {
+		return nil, err
+	}
+	others := slices.DeleteFunc(issuers, func(is *RootInfo) bool { return is.IssuerID == target.IssuerID })
+	f, err := gatherRetireFacts(ctx, c, o, target, others)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +236,7 @@ func PlanRetire(ctx context.Context, c *Client, o RetireOptions) (*RetirePlan, e
 		func(ctx context.Context, _ *Step) error {
 			return c.delete(ctx, "deleting issuer "+o.IssuerName+" of "+o.Mount+"/", o.Mount+"/issuer/"+target.IssuerID)
 		})
+	p.planDropAnchor(c, o.Mount, target, others)
 	switch {
 	case target.keyID == "":
 		p.check("key", SystemVault, "Vault held no key for this issuer")
@@ -243,24 +253,13 @@ func PlanRetire(ctx context.Context, c *Client, o RetireOptions) (*RetirePlan, e
 	return p, nil
 }
 
-func gatherRetireFacts(ctx context.Context, c *Client, o RetireOptions, target *RootInfo) (*RetireFacts, error) {
+func gatherRetireFacts(ctx context.Context, c *Client, o RetireOptions, target *RootInfo, others []*RootInfo) (*RetireFacts, error) {
 	f := &RetireFacts{Mount: o.Mount, Target: issuerFacts(target)}
-	ids, err := c.list(ctx, "listing the issuers of "+o.Mount+"/", o.Mount+"/issuers")
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range ids {
-		if id == target.IssuerID {
-			continue
-		}
-		is, err := readIssuer(ctx, c, o.Mount, id)
-		if isNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		f.Others = append(f.Others, issuerFacts(is))
+	anchors := anchorIDs(recordedAnchors(append(slices.Clone(others), target)))
+	for _, is := range others {
+		facts := issuerFacts(is)
+		facts.Anchor = slices.Contains(anchors, is.IssuerID)
+		f.Others = append(f.Others, facts)
 	}
 	s, err := c.read(ctx, "reading the default issuer of "+o.Mount+"/", o.Mount+"/config/issuers")
 	if err != nil {
@@ -278,31 +277,22 @@ func gatherRetireFacts(ctx context.Context, c *Client, o RetireOptions, target *
 }
 
 func issuerFacts(r *RootInfo) IssuerFacts {
-	return IssuerFacts{ID: r.IssuerID, Name: r.IssuerName, KeyID: r.keyID, Root: r.Cert != nil && r.Cert.IsCA && pki.IsSelfSigned(r.Cert)}
+	return IssuerFacts{ID: r.IssuerID, Name: r.IssuerName, KeyID: r.keyID, Root: isRoot(r)}
 }
 
 // grantingPolicies reads every ACL policy and returns, sorted, those that
 // let their holder sign under the issuer.
 func grantingPolicies(ctx context.Context, c *Client, mount string, refs ...string) ([]string, error) {
-	names, err := c.API.Sys().ListPoliciesWithContext(ctx)
+	policies, err := readPolicies(ctx, c, "needed to find clusters still enrolled on the root; --force skips this")
 	if err != nil {
-		return nil, wrap(c.Addr, "listing ACL policies (needed to find clusters still enrolled on the root; --force skips this)", err)
+		return nil, err
 	}
 	var out []string
-	for _, n := range names {
-		// root has no rules to read and grants everything anyway.
-		if n == "root" {
-			continue
-		}
-		text, err := c.API.Sys().GetPolicyWithContext(ctx, n)
-		if err != nil {
-			return nil, wrap(c.Addr, "reading ACL policy "+n, err)
-		}
-		if PolicyGrantsSigning(text, mount, refs...) {
-			out = append(out, n)
+	for _, p := range policies {
+		if PolicyGrantsSigning(p.text, mount, refs...) {
+			out = append(out, p.name)
 		}
 	}
-	slices.Sort(out)
 	return out, nil
 }
 

@@ -1,5 +1,7 @@
 package vaultcontract
 
+import "time"
+
 // Names both halves use for one cluster: enrol creates them in Vault and
 // prints them into the manifests, the issuer logs in and signs with them.
 
@@ -7,6 +9,14 @@ package vaultcontract
 // CertificateSigningRequests addressed to a VaultClusterIssuer:
 // "vaultclusterissuers.meshtrust.io/<name>".
 const SignerNamePrefix = "vaultclusterissuers.meshtrust.io/"
+
+// The API group and kinds of meshtrust's issuers, which a Certificate's
+// issuerRef names and the syncer allows by default.
+const (
+	IssuerGroup       = "meshtrust.io"
+	ClusterIssuerKind = "VaultClusterIssuer"
+	IssuerKind        = "VaultIssuer"
+)
 
 // OptInAnnotation on a cert-manager Certificate makes the syncer copy its
 // Secret into Istio's cacerts ("true"); enrol's Certificate carries it.
@@ -57,3 +67,13 @@ func IssuerAudience(namespace, name string) string { return "vault://" + namespa
 // TrustDomainURI is the intermediate's own URI SAN: its trust domain as a
 // SPIFFE ID without a path.
 func TrustDomainURI(trustDomain string) string { return "spiffe://" + trustDomain }
+
+// The Kubernetes auth mount's stored reviewer token: enrol records the
+// minted token's expiry and its auth mount on the reviewer ServiceAccount,
+// where status reads them; enrol mints a new one, and status warns, within
+// ReviewerTokenRenewBefore of that expiry.
+const (
+	ReviewerTokenExpiresAnnotation = "meshtrust.io/vault-reviewer-token-expires"
+	ReviewerTokenMountAnnotation   = "meshtrust.io/vault-reviewer-token-mount"
+	ReviewerTokenRenewBefore       = 30 * 24 * time.Hour
+)

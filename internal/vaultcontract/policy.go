@@ -2,6 +2,7 @@ package vaultcontract
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -112,4 +113,64 @@ func quoteAll(ss []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// policyHeader starts the comment HCL writes; ReadPolicies takes the
+// cluster's name from it.
+var policyHeader = regexp.MustCompile(`(?m)^# Managed by meshtrust\. Cluster ("(?:[^"\\]|\\.)*") may sign`)
+
+// ReadPolicies reads back, from the text of a Vault ACL policy, what it
+// lets its holder sign: one Policy per trust domain that a path block
+// granting update (or create) on a sign-intermediate path pins in
+// permitted_uri_domains. It is how enrol and unenrol learn what is enrolled
+// from what enrol wrote to Vault. Cluster comes from the header HCL writes;
+// a policy without it (not written by enrol) gives Cluster "". A policy
+// that does not parse, or grants no pinned signing, gives nothing.
+func ReadPolicies(text string) []Policy {
+	blocks, err := PathBlocks(text)
+	if err != nil {
+		return nil
+	}
+	cluster := ""
+	if m := policyHeader.FindStringSubmatch(text); m != nil {
+		cluster, _ = strconv.Unquote(m[1])
+	}
+	var out []Policy
+	for _, b := range blocks {
+		mount, ref, ok := parseSignPath(b.Pattern)
+		if !ok || b.Err != nil || !b.GrantsWrite() {
+			continue
+		}
+		cn := ""
+		if v := b.Allowed[ParamCommonName]; len(v) == 1 {
+			cn, _ = v[0].(string)
+		}
+		for _, v := range b.Allowed[ParamPermittedURIDomains] {
+			if td, ok := v.(string); ok && td != "" {
+				out = append(out, Policy{Cluster: cluster, Mount: mount, IssuerRef: ref, TrustDomain: td, CommonName: cn})
+			}
+		}
+	}
+	return out
+}
+
+// parseSignPath splits a sign-intermediate path the way SignPath builds it.
+func parseSignPath(path string) (mount, issuerRef string, ok bool) {
+	path = strings.TrimPrefix(path, "/")
+	if m, found := strings.CutSuffix(path, "/root/sign-intermediate"); found && m != "" {
+		return m, "", true
+	}
+	rest, found := strings.CutSuffix(path, "/sign-intermediate")
+	if !found {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, "/issuer/")
+	if i <= 0 {
+		return "", "", false
+	}
+	ref := rest[i+len("/issuer/"):]
+	if ref == "" || strings.ContainsAny(ref, "/+*") {
+		return "", "", false
+	}
+	return rest[:i], ref, true
 }

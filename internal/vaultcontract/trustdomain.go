@@ -82,3 +82,30 @@ func checkLabel(l string) error {
 	}
 	return nil
 }
+
+// Covers reports whether an intermediate whose URI name constraint is
+// constraint may sign identities of trust domain td. crypto/x509 applies a
+// URI constraint the way it applies a DNS one: a bare host matches itself
+// and every name under it, so "mesh" covers "east.mesh" as well as "mesh".
+// Like crypto/x509, it ignores case.
+func Covers(constraint, td string) bool {
+	constraint, td = strings.ToLower(constraint), strings.ToLower(td)
+	return td == constraint || strings.HasSuffix(td, "."+constraint)
+}
+
+// Overlap says how trust domain td relates to other, another cluster's:
+// "equals", "contains" (other falls under td) or "falls under" (td falls
+// under other); "" when neither intermediate could sign the other's
+// identities. Two clusters whose trust domains overlap are not isolated,
+// so enrol refuses the second and status reports the pair.
+func Overlap(td, other string) string {
+	switch {
+	case strings.EqualFold(td, other):
+		return "equals"
+	case Covers(td, other):
+		return "contains"
+	case Covers(other, td):
+		return "falls under"
+	}
+	return ""
+}

@@ -1,13 +1,19 @@
 package vaultcontract
 
 import (
+	"crypto/x509"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
 )
 
 // trustDomainCases is the one table the CLI's validator and the CRD's
@@ -139,6 +145,60 @@ func TestValidateClusterName(t *testing.T) {
 	for name, ok := range map[string]bool{"east": true, "kind-2": true, "": false, "East": false, "a/b": false, "a.b": false, strings.Repeat("a", 41): false} {
 		if err := ValidateClusterName(name); (err == nil) != ok {
 			t.Errorf("ValidateClusterName(%q) = %v, want ok=%v", name, err, ok)
+		}
+	}
+}
+
+// overlapCases are pairs of trust domains and how the first relates to the
+// second.
+var overlapCases = []struct{ td, other, want string }{
+	{"east.mesh", "east.mesh", "equals"},
+	{"mesh", "east.mesh", "contains"},
+	{"mesh", "a.b.mesh", "contains"},
+	{"east.mesh", "mesh", "falls under"},
+	{"east.mesh", "west.mesh", ""},
+	{"mesh", "xmesh", ""},
+	{"east.mesh", "beast.mesh", ""},
+	{"kind2", "kind3", ""},
+	{"east.mesh", "east.mesh.org", ""},
+	{"mesh.org", "east.mesh.org", "contains"},
+	{"Mesh", "east.mesh", "contains"},
+}
+
+func TestOverlap(t *testing.T) {
+	for _, tc := range overlapCases {
+		if got := Overlap(tc.td, tc.other); got != tc.want {
+			t.Errorf("Overlap(%q, %q) = %q, want %q", tc.td, tc.other, got, tc.want)
+		}
+	}
+}
+
+// The rule is crypto/x509's, not ours: for every pair, an intermediate
+// constrained to one trust domain verifies a workload certificate of the
+// other exactly when Covers says so. This is the check that makes
+// "overlap" mean "these clusters can forge each other's identities".
+func TestCoversIsWhatX509Enforces(t *testing.T) {
+	now := time.Now()
+	root := pkitest.New(t, now, pkitest.Spec{CN: "root"}, nil)
+	roots := x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	for _, tc := range overlapCases {
+		for _, pair := range [][2]string{{tc.td, tc.other}, {tc.other, tc.td}} {
+			constraint, td := pair[0], pair[1]
+			inter := pkitest.New(t, now, pkitest.Spec{CN: constraint + " intermediate", MaxPathLenZero: true, PermittedURIDomains: []string{constraint}}, root)
+			id, err := url.Parse("spiffe://" + td + "/ns/default/sa/default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			leafKey := pkitest.ECKey(t)
+			leaf := pkitest.Create(t, &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+				URIs: []*url.URL{id}, KeyUsage: x509.KeyUsageDigitalSignature}, inter.Cert, leafKey.Public(), inter.Key)
+			pool := x509.NewCertPool()
+			pool.AddCert(inter.Cert)
+			_, verr := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			if got := verr == nil; got != Covers(constraint, td) {
+				t.Errorf("x509 accepts spiffe://%s under a %q constraint: %v (err %v); Covers says %v", td, constraint, got, verr, Covers(constraint, td))
+			}
 		}
 	}
 }

@@ -31,7 +31,7 @@ type Config struct {
 	Auth Auth
 	// Timeout bounds each HTTP call to Vault; zero means 30s.
 	Timeout time.Duration
-	// RootsTTL is how long the mount's live roots are cached; zero means 1m.
+	// RootsTTL is how long an issuer's trust anchors are cached; zero means 1m.
 	// Roots change only during a rotation, and a minute's delay in showing a
 	// newly added root is harmless because the old root stays live.
 	RootsTTL time.Duration

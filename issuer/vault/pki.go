@@ -116,7 +116,7 @@ func pemList(v any) ([]byte, error) {
 
 // Check confirms that Vault is unsealed and answering, that login works, and
 // that the PKI issuer's certificate can be read. It also refreshes the cache
-// of the mount's live roots.
+// of the issuer's trust anchors.
 func (c *Client) Check(ctx context.Context, mount, issuerRef string) error {
 	health, err := c.api.Sys().HealthWithContext(withOp(ctx, "health"))
 	if err != nil {
@@ -131,24 +131,17 @@ func (c *Client) Check(ctx context.Context, mount, issuerRef string) error {
 	if _, err := c.ensureToken(ctx); err != nil {
 		return err
 	}
-	ref := issuerRef
-	if ref == "" {
-		ref = "default"
-	}
-	if _, _, err := c.readIssuer(ctx, mount, ref); err != nil {
-		return err
-	}
 	c.rootsMu.Lock()
-	delete(c.roots, mount)
+	delete(c.roots, anchorsKey(mount, issuerRef))
 	c.rootsMu.Unlock()
-	_, err = c.Roots(ctx, mount)
+	_, err = c.TrustAnchors(ctx, mount, issuerRef)
 	return err
 }
 
-// readIssuer reads <mount>/issuer/<ref>/json: the issuer's certificate and
-// the chain Vault knows for it.
+// readIssuer reads the issuer's certificate and the chain Vault knows for
+// it (vaultcontract.IssuerJSONPath).
 func (c *Client) readIssuer(ctx context.Context, mount, ref string) (*x509.Certificate, []*x509.Certificate, error) {
-	path := strings.Trim(mount, "/") + "/issuer/" + ref + "/json"
+	path := vaultcontract.IssuerJSONPath(strings.Trim(mount, "/"), ref)
 	var cert *x509.Certificate
 	var chain []*x509.Certificate
 	err := c.do(ctx, func() error {
@@ -157,7 +150,7 @@ func (c *Client) readIssuer(ctx context.Context, mount, ref string) (*x509.Certi
 			return wrapError("read-issuer", path, err)
 		}
 		if secret == nil || secret.Data == nil {
-			return &Error{Op: "read-issuer", Path: path, StatusCode: http.StatusNotFound, Messages: []string{fmt.Sprintf("PKI issuer %q not found in mount %q", ref, mount)}}
+			return &Error{Op: "read-issuer", Path: path, StatusCode: http.StatusNotFound, Messages: []string{fmt.Sprintf("PKI issuer %q not found in mount %q", orDefault(ref), mount)}}
 		}
 		certPEM, _ := secret.Data["certificate"].(string)
 		certs, err := decodePEM([]byte(certPEM))
@@ -177,34 +170,39 @@ func (c *Client) readIssuer(ctx context.Context, mount, ref string) (*x509.Certi
 	return cert, chain, err
 }
 
-// Roots returns every live self-signed certificate the mount knows: its
-// root issuers and the roots at the top of its issuers' chains. During a
-// root rotation that is the old and the new root. Results are cached for
-// RootsTTL.
-func (c *Client) Roots(ctx context.Context, mount string) ([]*x509.Certificate, error) {
+func orDefault(ref string) string {
+	if ref == "" {
+		return "default"
+	}
+	return ref
+}
+
+func anchorsKey(mount, ref string) string { return strings.Trim(mount, "/") + "\x00" + orDefault(ref) }
+
+// TrustAnchors returns the roots a certificate signed by the issuer ref of
+// mount ("" for the default issuer) must be trusted under: the live
+// self-signed certificates of that issuer and its ca_chain, which
+// `meshtrust vault bootstrap` sets to every root it made
+// (vaultcontract.AnchorChain). During a root rotation that is the old and
+// the new root. Any other self-signed issuer of the mount, such as an
+// unrelated certificate someone imported, is not one. Results are cached
+// for RootsTTL.
+func (c *Client) TrustAnchors(ctx context.Context, mount, ref string) ([]*x509.Certificate, error) {
 	now := c.clock.Now()
+	key := anchorsKey(mount, ref)
 	c.rootsMu.Lock()
-	cached, ok := c.roots[mount]
+	cached, ok := c.roots[key]
 	c.rootsMu.Unlock()
 	if ok && now.Before(cached.expires) {
 		return cached.certs, nil
 	}
-	ids, err := c.listIssuers(ctx, mount)
+	cert, chain, err := c.readIssuer(ctx, mount, ref)
 	if err != nil {
 		return nil, err
 	}
-	var found []*x509.Certificate
-	for _, id := range ids {
-		cert, chain, err := c.readIssuer(ctx, mount, id)
-		if err != nil {
-			return nil, err
-		}
-		found = append(found, cert)
-		found = append(found, chain...)
-	}
-	roots := pki.LiveRoots(found, now)
+	roots := pki.LiveRoots(append([]*x509.Certificate{cert}, chain...), now)
 	c.rootsMu.Lock()
-	c.roots[mount] = cachedRoots{certs: roots, expires: now.Add(c.rootsTTL)}
+	c.roots[key] = cachedRoots{certs: roots, expires: now.Add(c.rootsTTL)}
 	c.rootsMu.Unlock()
 	return roots, nil
 }

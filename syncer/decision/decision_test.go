@@ -270,8 +270,13 @@ func refused(r *Refusal) (string, string, bool) {
 func TestRefusalKeepsTheFailedCheck(t *testing.T) {
 	now := pkitest.RandomNow(t)
 	root := pkitest.New(t, now, pkitest.Spec{CN: "root", NotAfter: now.Add(3 * 365 * 24 * time.Hour)}, nil)
-	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter", NotAfter: now.Add(12 * time.Hour)}, root)
+	inter := pkitest.New(t, now, pkitest.Spec{CN: "inter", NotAfter: now.Add(12 * time.Hour), PermittedURIDomains: []string{"east.mesh"}}, root)
 	b, err := pki.ParseTLS(pkitest.TLSData(t, inter, root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := pkitest.New(t, now, pkitest.Spec{CN: "bare", NotAfter: now.Add(12 * time.Hour)}, root)
+	unconstrained, err := pki.ParseTLS(pkitest.TLSData(t, bare, root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,6 +292,7 @@ func TestRefusalKeepsTheFailedCheck(t *testing.T) {
 		{"does not parse", Input{BundleErr: &pki.Error{Check: pki.CheckMissing, Field: "tls.key"}}, string(pki.CheckMissing), true},
 		{"too large", Input{Source: &corev1.Secret{ObjectMeta: src.ObjectMeta, Data: map[string][]byte{"a": make([]byte, 1<<20)}}}, string(pki.CheckSize), true},
 		{"target not allowed", Input{TargetAllowed: false}, ReasonTargetNotAllowed, false},
+		{"no URI name constraint", Input{Bundle: unconstrained, WorkloadTTL: time.Hour}, ReasonUnconstrained, false},
 		{"valid", Input{Bundle: b, WorkloadTTL: time.Hour}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ type WarnCheck func(Input) *Warning
 // Warnings runs every warn check, in order, and returns what they say.
 func Warnings(in Input) []Warning {
 	var out []Warning
-	for _, f := range []WarnCheck{RenewBeforeTooShort, RenewalFailingInsideGuard, LifetimeShorterThanGuard, RenewedInsideGuard} {
+	for _, f := range []WarnCheck{RenewBeforeTooShort, RenewalFailingInsideGuard, LifetimeShorterThanGuard, RenewedInsideGuard, MeshTrustDomainMatches} {
 		if w := f(in); w != nil {
 			out = append(out, *w)
 		}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/pki"
 )
 
@@ -38,6 +39,16 @@ type Input struct {
 	Layout pki.Layout
 	// Adopt is the Certificate's meshtrust.io/adopt annotation.
 	Adopt bool
+	// AllowedIssuers are the issuers whose Certificates may be installed
+	// (--syncer-allowed-issuers).
+	AllowedIssuers []IssuerRef
+	// Mesh is what Istio's mesh ConfigMap in the target's namespace says
+	// about trust domains; nil when it is absent or was not read.
+	Mesh *meshconfig.TrustDomains
+	// MeshSource names that ConfigMap ("namespace/name").
+	MeshSource string
+	// MeshErr is set when the ConfigMap is there but does not parse.
+	MeshErr error
 	// PreviousOwnerReleased reports that the Certificate named by Existing's
 	// source annotation no longer exists, no longer opts in, or now targets
 	// another Secret. The caller looks it up; only then may Adopt take over a
@@ -124,9 +135,15 @@ const (
 	ReasonScheduledResumed  = "ScheduledRotationResumed"
 	ReasonRenewBeforeTooLow = "RenewBeforeTooShort"
 	ReasonRenewalFailing    = "RenewalFailing"
+	ReasonIssuerNotAllowed  = "IssuerNotAllowed"
+	ReasonUnconstrained     = "IntermediateNotNameConstrained"
+	ReasonMeshTrustDomain   = "MeshTrustDomainMismatch"
+	ReasonMeshUnreadable    = "MeshConfigUnreadable"
 )
 
-// WriteChain answers "may I write the bundle to cacerts?".
+// WriteChain answers "may I write the bundle to cacerts?". IssuerAllowed
+// is asked before it, and before any renewal: the syncer does nothing for a
+// Certificate of another issuer.
 func WriteChain() WriteChecks {
 	return WriteChecks{
 		TargetNamespaceAllowed,
@@ -135,6 +152,7 @@ func WriteChain() WriteChecks {
 		SourceWithinSize,
 		BundleParses,
 		BundleVerifies,
+		IntermediateNameConstrained,
 	}
 }
 

@@ -150,6 +150,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if registry == nil {
 		registry = metrics.Registry
 	}
+	if err := registry.Register(newBuildInfo()); err != nil {
+		return nil, fmt.Errorf("registering meshtrust_build_info: %w", err)
+	}
 	if opts.InProcess {
 		mgrOpts.Metrics.BindAddress = "0"
 		mgrOpts.HealthProbeBindAddress = "0"

@@ -48,6 +48,7 @@ func TestVaultUnreachableIsOneLineAndHidesToken(t *testing.T) {
 		{"vault", "enroll", "--cluster", "east", "--trust-domain", "east.mesh", "--auth", "approle"},
 		{"vault", "unenroll", "--cluster", "east"},
 		{"vault", "retire-root", "--issuer-name", "meshtrust-root"},
+		{"vault", "rotate-root", "--to", "meshtrust-root-2", "--context", "east"},
 	} {
 		code, stdout, stderr := run(t, env, args...)
 		if code != 2 {

@@ -217,10 +217,3 @@ func carried(ok bool) string {
 	}
 	return "not yet"
 }
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshtrust/meshtrust/internal/kube"
+	"github.com/meshtrust/meshtrust/internal/rotation"
 	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 )
 
@@ -117,7 +118,9 @@ VAULT_CACERT; clusters through KUBECONFIG or --kubeconfig and --context.`,
 
 // Main runs the command line args and returns the process exit code: 0 when
 // everything checked is healthy, 1 when a check ran and found a problem
-// (including a retire-root refused because something still needs the root), 2
+// (including a retire-root refused because something still needs the root,
+// a rotate-root stopped by a cluster that is unreachable or lags, and an
+// unenroll refused because something of the cluster would remain), 2
 // when the command could not do its job (bad input, Vault or a cluster
 // unreachable). Errors are printed as one line on s.ErrOut.
 func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
@@ -130,7 +133,9 @@ func Main(ctx context.Context, args []string, s Streams, opts ...Option) int {
 	fmt.Fprintln(s.ErrOut, "meshtrust: "+oneLine(err.Error()))
 	var uh *UnhealthyError
 	var refused *vaultadmin.RefusedError
-	if errors.As(err, &uh) || errors.As(err, &refused) {
+	var blocked *rotation.BlockedError
+	var unenrollRefused *vaultadmin.UnenrollRefusedError
+	if errors.As(err, &uh) || errors.As(err, &refused) || errors.As(err, &blocked) || errors.As(err, &unenrollRefused) {
 		return 1
 	}
 	return 2

@@ -7,15 +7,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/status"
 	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 type statusFlags struct {
-	namespace, secret, exportDir, vaultMount string
-	expectRoots                              []string
-	timeout                                  time.Duration
+	namespace, secret, exportDir, vaultMount, meshConfigMap string
+	expectRoots                                             []string
+	timeout                                                 time.Duration
 }
 
 func newStatusCommand(e *env) *cobra.Command {
@@ -32,9 +33,20 @@ runs), and the Ready state of the Certificate it came from.
 Then a trust matrix: does cluster X's intermediate chain to a root in cluster
 Y's root bundle? Shared trust means all yes. When it is not, the cluster at
 fault is the one without the --expect-root fingerprint (as vault bootstrap
-prints it), or else the one outside the root set most clusters share. Warnings flag roots that differ
-between clusters, an intermediate inside its renewal window, two clusters with
-the same trust domain, and a missing name constraint.
+prints it), or else the one outside the root set most clusters share. Two
+clusters whose trust domains overlap (equal, or one under the other, as
+"east.mesh" is under "mesh": crypto/x509 lets an intermediate constrained to
+"mesh" sign "east.mesh" identities) are both at fault. Warnings flag roots that
+differ between clusters, an intermediate inside its renewal window, and a
+missing name constraint.
+
+Istio's mesh ConfigMap (--mesh-configmap, key "mesh") is read too: a
+meshConfig.trustDomain other than the intermediate's URI name constraint is a
+problem naming both (istiod would sign workload certificates every peer
+refuses), and the trust domain of a peer that shares trust but is missing from
+meshConfig.trustDomainAliases is a warning. Without the ConfigMap nothing is
+checked. A stored Vault reviewer token shows its expiry; within 30 days of it
+status warns, and an expired one is a problem.
 
 With VAULT_ADDR set, it also reads Vault's current CRLs (public endpoints, no
 token needed) and warns about each cluster whose ca-crl.pem carries an older CRL
@@ -62,6 +74,7 @@ that would share a folder are refused.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.namespace, "namespace", "n", "istio-system", "namespace of Istio's cacerts Secret")
 	fl.StringVar(&f.secret, "secret", "cacerts", "name of Istio's plugged-CA Secret")
+	fl.StringVar(&f.meshConfigMap, "mesh-configmap", meshconfig.ConfigMapName, `Istio's mesh ConfigMap in --namespace, whose trustDomain and trustDomainAliases are checked ("" to skip)`)
 	fl.StringVar(&f.exportDir, "export", "", "write each cluster's cacerts files to DIR/<context>/")
 	fl.StringArrayVar(&f.expectRoots, "expect-root", nil, "SHA-256 fingerprint of a root every cluster must trust (as `vault bootstrap` prints it); repeatable")
 	fl.DurationVar(&f.timeout, "cluster-timeout", 20*time.Second, "time allowed for reading each cluster")
@@ -85,7 +98,7 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 	}
 	inputs := make([]status.Input, len(contexts))
 	for i, name := range contexts {
-		inputs[i] = status.Read(ctx, kc, name, f.namespace, f.secret, f.timeout)
+		inputs[i] = status.Read(ctx, kc, name, f.namespace, f.secret, f.meshConfigMap, f.timeout)
 	}
 	opts := status.Options{ExpectedRoots: f.expectRoots}
 	var vaultErr error

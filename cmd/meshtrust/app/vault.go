@@ -43,12 +43,13 @@ plan to change review.`,
   meshtrust vault revoke --cluster east
   meshtrust vault unenroll --cluster east --revoke
   meshtrust vault retire-root --issuer-name meshtrust-root
+  meshtrust vault rotate-root --to meshtrust-root-2 --context east --context west
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east --dry-run -o json`,
 	}
 	cmd.PersistentFlags().BoolVar(&vf.dryRun, "dry-run", false, "print the plan (each Vault and Kubernetes change, before and after) and change nothing")
 	cmd.PersistentFlags().StringVar(&vf.addr, "vault-addr", "", "Vault address (default: VAULT_ADDR)")
 	cmd.PersistentFlags().DurationVar(&vf.timeout, "vault-timeout", 30*time.Second, "timeout of each Vault request")
-	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRevokeCommand(e, vf), newRetireRootCommand(e, vf))
+	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRevokeCommand(e, vf), newRetireRootCommand(e, vf), newRotateRootCommand(e, vf))
 	return cmd
 }
 
@@ -267,8 +268,13 @@ issuer, for the issuer's health check.
 
 Auth is, by default, a kubernetes auth mount per cluster (auth/kubernetes-<cluster>)
 configured with the cluster's API server URL and CA from --context and a
-token-reviewer ServiceAccount token minted there, plus a role bound to the
-controller's ServiceAccount. The mount is created with the description
+token-reviewer ServiceAccount token minted there (--reviewer-name, bound to
+system:auth-delegator), plus a role bound to the controller's ServiceAccount.
+Vault needs that stored token: the controller's own login token is bound to
+Vault's audience, so the API server would not accept it to call TokenReview.
+enroll records the token's expiry on the reviewer ServiceAccount; status shows
+it and warns 30 days before it, and enroll mints a new one from then on
+(--refresh-reviewer-token: at once). The mount is created with the description
 "meshtrust: cluster <name>"; enroll refuses to reconfigure an existing mount
 without it, and unenroll disables only such a mount. With --auth approle, a role in the AppRole mount;
 its secret ID goes into a Secret in the cluster (--context) or into
@@ -301,8 +307,8 @@ Manifests go to standard output, progress to standard error.`,
 	fl.StringVar(&f.reviewerJWT, "reviewer-jwt-file", "", "token-reviewer JWT (default: minted in the cluster through --context)")
 	fl.StringVar(&o.Kubernetes.ReviewerNamespace, "reviewer-namespace", "kube-system", "namespace of the token-reviewer ServiceAccount")
 	fl.StringVar(&o.Kubernetes.ReviewerName, "reviewer-name", "meshtrust-vault-reviewer", "name of the token-reviewer ServiceAccount")
-	fl.DurationVar(&o.Kubernetes.ReviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for the reviewer token (the API server may cap it)")
-	fl.BoolVar(&o.Kubernetes.RefreshReviewer, "refresh-reviewer-token", false, "mint a new reviewer token even if the mount is configured")
+	fl.DurationVar(&o.Kubernetes.ReviewerTTL, "reviewer-token-ttl", 8760*time.Hour, "lifetime asked for a minted reviewer token (the API server may cap it)")
+	fl.BoolVar(&o.Kubernetes.RefreshReviewer, "refresh-reviewer-token", false, "mint a new reviewer token even if the stored one is not yet within 30 days of its expiry")
 	fl.StringVar(&o.Kubernetes.ServiceAccount, "service-account", "meshtrust-controller", "the controller's ServiceAccount")
 	fl.StringVar(&o.Kubernetes.Namespace, "service-account-namespace", "meshtrust-system", "the controller's namespace (the cluster resource namespace)")
 	fl.StringVar(&o.Kubernetes.Audience, "audience", "", `audience of the controller's token (default "vault://<cluster-issuer-name>", the issuer's default)`)
@@ -403,7 +409,8 @@ func (f *enrollFlags) readFiles(e *env) error {
 			if err != nil {
 				return "", time.Time{}, fmt.Errorf("reading --reviewer-jwt-file: %w", err)
 			}
-			return strings.TrimSpace(string(b)), time.Time{}, nil
+			jwt := strings.TrimSpace(string(b))
+			return jwt, vaultadmin.JWTExpiry(jwt), nil
 		}
 	}
 	caFile := f.caBundleFile
@@ -422,24 +429,28 @@ func (f *enrollFlags) readFiles(e *env) error {
 
 func newUnenrollCommand(e *env, vf *vaultFlags) *cobra.Command {
 	o := vaultadmin.UnenrollOptions{}
-	var cluster, authKind string
+	var cluster string
 	var keepMount bool
 	pf := &propagationFlags{}
 	cmd := &cobra.Command{
 		Use:   "unenroll --cluster NAME",
-		Short: "Remove a cluster's Vault role and policy (and optionally revoke its intermediates)",
-		Long: `Deletes the cluster's auth role and policy. For kubernetes auth it also
-disables the cluster's own auth mount, which revokes every token it issued
-(--keep-auth-mount to keep it). It refuses, changing nothing, to disable a
-mount that enroll did not create for --cluster (another type, or a kubernetes
-mount without the description "meshtrust: cluster <name>"), and to touch a
-mount of another type than --auth. It deletes the cluster's CRL exchange entry,
-so the other clusters stop carrying its intermediates' CRLs (and so accept its
-workloads no longer). With --revoke it also revokes the cluster's unexpired
-intermediates (CA certificates whose only permitted URI domain is the
-cluster's trust domain, read from its policy unless --trust-domain is given,
-and whose CN is --common-name), rebuilds the CRL, and follows it into the
-clusters as vault revoke does.`,
+		Short: "Remove everything enroll made for a cluster in Vault (and optionally revoke its intermediates)",
+		Long: `Finds what enroll made for the cluster, whichever auth method it used, and
+removes all of it: every role in a kubernetes or AppRole auth mount named
+--role or bound to --policy-name (an AppRole role's secret IDs are destroyed
+with it, so none of them logs in again, even if the name is enrolled again),
+the cluster's own kubernetes auth mount, disabled, which revokes every token it
+issued (--keep-auth-mount to keep it; only a mount whose description is
+"meshtrust: cluster <name>" is ever disabled, never a shared AppRole mount),
+the policy, and the cluster's CRL exchange entry, so the other clusters stop
+carrying its intermediates' CRLs (and so accept its workloads no longer). It
+refuses, changing nothing, when an auth mount cannot be searched, and names
+it; after the changes it searches again and fails naming anything left. With
+--revoke it also revokes the cluster's unexpired intermediates (CA
+certificates whose only permitted URI domain is the trust domain,
+--trust-domain or else the one the policy pins, and whose CN is
+--common-name), rebuilds the CRL, and follows it into the clusters as vault
+revoke does.`,
 		Example: `  meshtrust vault unenroll --cluster east
   meshtrust vault unenroll --cluster east --revoke --context east --context west`,
 		Args: cobra.NoArgs,
@@ -447,7 +458,7 @@ clusters as vault revoke does.`,
 			if err := e.checkOutput("table", "json", "yaml"); err != nil {
 				return err
 			}
-			o.Cluster, o.Auth, o.DisableAuthMount = cluster, vaultadmin.AuthKind(authKind), !keepMount
+			o.Cluster, o.DisableAuthMount = cluster, !keepMount
 			o.Default()
 			if err := o.Validate(); err != nil {
 				return err
@@ -489,16 +500,21 @@ clusters as vault revoke does.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cluster, "cluster", "", "cluster name given to enroll")
-	f.StringVar(&authKind, "auth", "kubernetes", "auth method given to enroll: kubernetes or approle")
-	f.StringVar(&o.AuthMount, "auth-mount", "", "auth mount path (default kubernetes-<cluster>, or approle)")
-	f.StringVar(&o.Role, "role", "", "role name (default meshtrust-<cluster>)")
-	f.StringVar(&o.PolicyName, "policy-name", "", "policy name (default meshtrust-<cluster>)")
-	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount")
+	f.StringVar(&o.Role, "role", "", "role name given to enroll (default meshtrust-<cluster>)")
+	f.StringVar(&o.PolicyName, "policy-name", "", "policy name given to enroll (default meshtrust-<cluster>)")
+	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount (its roles of the cluster are still deleted)")
 	f.BoolVar(&o.Revoke, "revoke", false, "also revoke the cluster's unexpired intermediates")
 	f.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine, for --revoke")
-	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain (default: read from its policy)")
+	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke and its CRL exchange entry (default: the one its policy pins)")
 	f.StringVar(&o.CommonName, "common-name", "", `the cluster's intermediate CN, for --revoke (default "<cluster> istio intermediate CA")`)
 	pf.add(cmd)
+	// Once needed to say where enroll put the cluster; unenroll now finds
+	// it. Kept so that existing scripts still run.
+	var ignored string
+	f.StringVar(&ignored, "auth", "", "ignored: unenroll finds the cluster's roles in every kubernetes and AppRole mount")
+	f.StringVar(&ignored, "auth-mount", "", "ignored: unenroll finds the cluster's roles in every kubernetes and AppRole mount")
+	_ = f.MarkDeprecated("auth", "unenroll finds the cluster's roles whichever auth method enroll used")
+	_ = f.MarkDeprecated("auth-mount", "unenroll finds the cluster's roles in every kubernetes and AppRole mount")
 	return cmd
 }
 
