@@ -31,19 +31,19 @@ func (e entry) pem() string {
 }
 
 // checkEntry keeps what a cluster may put in the exchange for trustDomain:
-// unexpired intermediates that roots signed, name-constrained to exactly
-// trustDomain (so that no cluster can speak for another's CAs), each with a
-// valid CRL it issued. What it drops, problem says. An entry never makes a
-// certificate trusted; it only supplies the CRL Envoy needs before it
-// accepts chains that are trusted anyway.
-func checkEntry(text string, roots []*x509.Certificate, trustDomain string, now time.Time) (entry, string) {
+// unexpired intermediates name-constrained to exactly trustDomain (so that
+// no cluster can speak for another's CAs), each with a valid CRL it issued.
+// What it drops, problem says. An entry never makes a certificate trusted;
+// it only supplies the CRL Envoy needs before it accepts chains that are
+// trusted anyway. Which of them chain to a root the cluster trusts is the
+// syncer's call (checkPeerCRLs), against the roots cacerts carries: the
+// trust anchors ca.crt lists, and a root retired or rolled back that the
+// syncer keeps for its grace, whose intermediates' workload certificates
+// are still presented meanwhile. The issuer knows only the first.
+func checkEntry(text, trustDomain string, now time.Time) (entry, string) {
 	certs, crls, err := pki.DecodeCRLEntry([]byte(text), pki.MaxCRLPEMSize)
 	if err != nil {
 		return entry{}, err.Error()
-	}
-	pool := x509.NewCertPool()
-	for _, r := range roots {
-		pool.AddCert(r)
 	}
 	var problems []string
 	var out entry
@@ -58,10 +58,6 @@ func checkEntry(text string, roots []*x509.Certificate, trustDomain string, now 
 			continue
 		case !now.Before(c.NotAfter):
 			continue // expired: nothing of it needs a CRL any more
-		}
-		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-			problems = append(problems, fmt.Sprintf("%s does not chain to a live root of the mount: %v", name, err))
-			continue
 		}
 		var mine []*x509.RevocationList
 		for _, crl := range crls {
@@ -102,7 +98,7 @@ func newest(crls []*x509.RevocationList) *x509.RevocationList {
 // ownEntry joins what the syncer published in the exchange ConfigMap for
 // each Certificate of this cluster (crlexchange.OwnKey), checked like any
 // entry.
-func ownEntry(cm *corev1.ConfigMap, roots []*x509.Certificate, trustDomain string, now time.Time) (entry, string) {
+func ownEntry(cm *corev1.ConfigMap, trustDomain string, now time.Time) (entry, string) {
 	if cm == nil {
 		return entry{}, ""
 	}
@@ -113,7 +109,7 @@ func ownEntry(cm *corev1.ConfigMap, roots []*x509.Certificate, trustDomain strin
 			all.WriteByte('\n')
 		}
 	}
-	e, problem := checkEntry(all.String(), roots, trustDomain, now)
+	e, problem := checkEntry(all.String(), trustDomain, now)
 	// An intermediate that several Certificates of the cluster share
 	// appears once, with its newest CRL.
 	var out entry

@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -49,13 +48,15 @@ func TestCheckEntry(t *testing.T) {
 		{"intermediate without a CRL", join(kind3.PEM()), 0, "has no valid CRL"},
 		{"an expired CRL", join(kind3.PEM(), pkitest.CRLPEM(kind3.CRL(t, now, pkitest.CRLSpec{ThisUpdate: now.Add(-2 * time.Hour), NextUpdate: now.Add(-time.Hour)}))), 0, "crl-expired"},
 		{"another cluster's intermediate", join(spoof.PEM(), valid(spoof)), 0, "not to the entry's trust domain kind3"},
-		{"not under a live root", join(untrusted.PEM(), valid(untrusted)), 0, "does not chain to a live root"},
+		// Which roots the cluster trusts, retired ones in their grace
+		// included, is the syncer's to check (checkPeerCRLs).
+		{"under another root", join(untrusted.PEM(), valid(untrusted)), 1, ""},
 		{"a root", join(root.PEM(), valid(root)), 0, "not an intermediate CA"},
 		{"a stray CRL", join(kind3.PEM(), valid(kind3), valid(foreign)), 1, `CRL of "CN=foreign root" is not issued by any intermediate`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, problem := checkEntry(tt.text, []*x509.Certificate{root.Cert}, "kind3", now)
+			e, problem := checkEntry(tt.text, "kind3", now)
 			if len(e.certs) != tt.wantCerts || len(e.crls) != tt.wantCerts {
 				t.Fatalf("kept %d certificates and %d CRLs, want %d each (problem %q)", len(e.certs), len(e.crls), tt.wantCerts, problem)
 			}
@@ -65,14 +66,14 @@ func TestCheckEntry(t *testing.T) {
 		})
 	}
 	t.Run("an expired intermediate is dropped silently", func(t *testing.T) {
-		e, problem := checkEntry(join(expired.PEM(), valid(expired)), []*x509.Certificate{root.Cert}, "kind3", expired.Cert.NotAfter)
+		e, problem := checkEntry(join(expired.PEM(), valid(expired)), "kind3", expired.Cert.NotAfter)
 		if len(e.certs) != 0 || problem != "" {
 			t.Fatalf("kept %d, problem %q", len(e.certs), problem)
 		}
 	})
 	t.Run("the rendering is canonical", func(t *testing.T) {
-		a, _ := checkEntry(join(kind3.PEM(), valid(kind3), kind3old.PEM(), valid(kind3old)), []*x509.Certificate{root.Cert}, "kind3", now)
-		b, _ := checkEntry(a.pem(), []*x509.Certificate{root.Cert}, "kind3", now)
+		a, _ := checkEntry(join(kind3.PEM(), valid(kind3), kind3old.PEM(), valid(kind3old)), "kind3", now)
+		b, _ := checkEntry(a.pem(), "kind3", now)
 		if a.pem() != b.pem() {
 			t.Fatal("an entry rendered and read back renders differently")
 		}
@@ -96,11 +97,11 @@ func TestOwnEntryJoinsTheSyncersKeys(t *testing.T) {
 		crlexchange.OwnKey("istio-canary", "istio-ca"): crl(a) + crl(b),
 		crlexchange.KeyVaultCRLs:                       "not the syncer's",
 	}}
-	e, problem := ownEntry(cm, []*x509.Certificate{root.Cert}, "kind2", now)
+	e, problem := ownEntry(cm, "kind2", now)
 	if problem != "" || len(e.certs) != 2 || len(e.crls) != 2 {
 		t.Fatalf("got %d intermediates (problem %q), want a and b once each", len(e.certs), problem)
 	}
-	if e, _ := ownEntry(nil, []*x509.Certificate{root.Cert}, "kind2", now); len(e.certs) != 0 {
+	if e, _ := ownEntry(nil, "kind2", now); len(e.certs) != 0 {
 		t.Fatal("no ConfigMap, yet an entry")
 	}
 }

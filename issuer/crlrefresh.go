@@ -159,18 +159,13 @@ func (r *crlRefresher) refresh(ctx context.Context, iss *v1alpha1.VaultClusterIs
 		return nil, nil, stageVaultCRLs, err
 	}
 	td := v.spec.Intermediate.TrustDomain
-	ics, err := cl.IssuerCRLs(ctx, orDefault(v.spec.PKI.Mount, vaultcontract.DefaultMount))
+	ics, err := cl.IssuerCRLs(ctx, orDefault(v.spec.PKI.Mount, vaultcontract.DefaultMount), v.spec.PKI.IssuerRef)
 	if err != nil {
 		return nil, nil, stageVaultCRLs, err
 	}
 	now := r.clock.Now()
-	var cas, roots []*x509.Certificate
 	var vaultCRLs []*x509.RevocationList
 	for _, ic := range ics {
-		cas = append(cas, ic.Cert)
-		if pki.IsSelfSigned(ic.Cert) {
-			roots = append(roots, ic.Cert)
-		}
 		vaultCRLs = append(vaultCRLs, ic.CRL)
 	}
 	entries, err := cl.CRLEntries(ctx)
@@ -182,7 +177,7 @@ func (r *crlRefresher) refresh(ctx context.Context, iss *v1alpha1.VaultClusterIs
 		prev, _ = crlexchange.DecodeStatus(cm.Data[crlexchange.KeyStatus])
 	}
 
-	own, ownProblem := ownEntry(cm, roots, td, now)
+	own, ownProblem := ownEntry(cm, td, now)
 	if ownProblem != "" {
 		logr.FromContextOrDiscard(ctx).Info("part of this cluster's own CRL entry is not published", "problem", ownProblem)
 	}
@@ -191,7 +186,7 @@ func (r *crlRefresher) refresh(ctx context.Context, iss *v1alpha1.VaultClusterIs
 		// Intermediates already published stay until they expire, so that
 		// peers keep their CRLs while workload certificates they signed
 		// are still around, even if the syncer no longer lists them.
-		published, _ := checkEntry(mine.PEM, roots, td, now)
+		published, _ := checkEntry(mine.PEM, td, now)
 		merged := entry{certs: own.certs, crls: own.crls}
 		for i, c := range published.certs {
 			if !slices.ContainsFunc(merged.certs, c.Equal) {
@@ -206,8 +201,8 @@ func (r *crlRefresher) refresh(ctx context.Context, iss *v1alpha1.VaultClusterIs
 			}
 		}
 	}
-	status := crlexchange.Status{RefreshedAt: now.UTC(), TrustDomain: td, Published: map[string]time.Time{}}
-	published, _ := checkEntry(mine.PEM, roots, td, now)
+	status := crlexchange.Status{RefreshedAt: now.UTC(), TrustDomain: td, Answered: iss.Annotations[crlexchange.RefreshAnnotation], Published: map[string]time.Time{}}
+	published, _ := checkEntry(mine.PEM, td, now)
 	for _, c := range published.certs {
 		fp := pki.Fingerprint(c)
 		at, ok := prev.Published[fp]
@@ -223,7 +218,7 @@ func (r *crlRefresher) refresh(ctx context.Context, iss *v1alpha1.VaultClusterIs
 		if peer == td {
 			continue
 		}
-		e, problem := checkEntry(entries[peer].PEM, roots, peer, now)
+		e, problem := checkEntry(entries[peer].PEM, peer, now)
 		if problem != "" {
 			problems = append(problems, fmt.Sprintf("CRL exchange entry %s: %s", vaultcontract.CRLExchangePath(peer), problem))
 		}

@@ -121,6 +121,9 @@ type Status struct {
 	TrustDomain string `json:"trustDomain"`
 	// Peers are the other clusters enrolled in the exchange, by trust domain.
 	Peers []Peer `json:"peers"`
+	// Answered is the VaultClusterIssuer's RefreshAnnotation this refresh
+	// saw: whoever set it knows the issuer has refreshed since.
+	Answered string `json:"answered,omitempty"`
 	// Published maps the SHA-256 fingerprint of each of this cluster's
 	// intermediates to when the issuer first found it in Vault's exchange,
 	// where the other clusters read it.

@@ -65,6 +65,17 @@ func readCRLConfig(ctx context.Context, c *Client, mount string) (crlConfig, err
 	return cfg, nil
 }
 
+// MountCRLTimes returns the CRL expiry and rebuild grace the PKI mount
+// has, for a command that adds a root through PlanBootstrap (rotate-root)
+// and must keep what bootstrap set rather than reset it to the defaults.
+func MountCRLTimes(ctx context.Context, c *Client, mount string) (expiry, grace time.Duration, err error) {
+	cfg, err := readCRLConfig(ctx, c, mount)
+	if err != nil {
+		return 0, 0, err
+	}
+	return cfg.Expiry, cfg.Grace, nil
+}
+
 // vaultDuration reads a duration Vault returns as a Go duration string.
 func vaultDuration(v any) (time.Duration, error) {
 	s, _ := v.(string)
@@ -222,43 +233,79 @@ type IssuerCRL struct {
 	CRL *x509.RevocationList
 }
 
-// FetchCRLs reads the CRL of every live issuer of mount, through Vault's
-// unauthenticated endpoints (LIST issuers, issuer/<id>/json, .../crl/pem),
-// so it needs no token.
-func FetchCRLs(ctx context.Context, c *Client, mount string, now time.Time) ([]IssuerCRL, error) {
+// FetchCRLs reads Vault's CRL of each CA whose CRL a cluster signing under
+// the issuer ref of mount ("" for the default issuer) carries
+// (vaultcontract.CRLIssuers, the rule the issuer applies), through Vault's
+// unauthenticated endpoints (issuer/<ref>/json, LIST issuers, .../crl/pem),
+// so it needs no token. Every root bootstrap recorded is in each one's
+// ca_chain, so the default issuer gives the set of every cluster. A mount
+// without that issuer gives none.
+func FetchCRLs(ctx context.Context, c *Client, mount, ref string, now time.Time) ([]IssuerCRL, error) {
+	signer, err := readPublicIssuer(ctx, c, mount, ref)
+	if err != nil || signer == nil {
+		return nil, err
+	}
 	ids, err := c.list(ctx, "listing issuers of "+mount+"/", mount+"/issuers")
 	if err != nil {
 		return nil, err
 	}
-	var out []IssuerCRL
-	for _, id := range ids {
-		// issuer/<id>/json, unlike issuer/<id>, needs no token.
-		s, err := c.read(ctx, "reading issuer "+id+" of "+mount+"/", mount+"/issuer/"+id+"/json")
-		if err != nil {
-			return nil, err
-		}
-		if s == nil || s.Data == nil {
-			continue
-		}
-		certPEM, _ := s.Data["certificate"].(string)
-		certs, err := pki.DecodeCertificates([]byte(certPEM), pki.MaxChainPEMSize)
-		if err != nil {
-			return nil, fmt.Errorf("vault at %s: issuer %s of %s/ has an unreadable certificate: %w", c.Addr, id, mount, err)
-		}
-		if now.After(certs[0].NotAfter) {
-			continue
-		}
-		crl, err := readCRL(ctx, c, mount, id)
-		if err != nil {
-			return nil, err
-		}
-		if !pki.CRLIssuedBy(crl, certs[0]) {
-			return nil, fmt.Errorf("vault at %s: the CRL of issuer %s of %s/ is not signed by that issuer", c.Addr, id, mount)
-		}
-		name, _ := s.Data["issuer_name"].(string)
-		out = append(out, IssuerCRL{ID: id, Name: name, Cert: certs[0], CRL: crl})
+	found, err := vaultcontract.FindIssuers(ctx, ids, vaultcontract.CRLIssuers(signer.Cert, signer.chain, now),
+		func(ctx context.Context, id string) (IssuerCRL, *x509.Certificate, error) {
+			is, err := readPublicIssuer(ctx, c, mount, id)
+			if err != nil || is == nil {
+				return IssuerCRL{}, nil, err
+			}
+			return IssuerCRL{ID: id, Name: is.Name, Cert: is.Cert}, is.Cert, nil
+		})
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	for i, ic := range found {
+		crl, err := readCRL(ctx, c, mount, ic.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !pki.CRLIssuedBy(crl, ic.Cert) {
+			return nil, fmt.Errorf("vault at %s: the CRL of issuer %s of %s/ is not signed by that issuer", c.Addr, ic.ID, mount)
+		}
+		found[i].CRL = crl
+	}
+	return found, nil
+}
+
+// publicIssuer is what issuer/<ref>/json shows without a token.
+type publicIssuer struct {
+	Name  string
+	Cert  *x509.Certificate
+	chain []*x509.Certificate
+}
+
+// readPublicIssuer reads issuer/<ref>/json (vaultcontract.IssuerJSONPath),
+// which unlike issuer/<ref> needs no token; nil when there is no such
+// issuer.
+func readPublicIssuer(ctx context.Context, c *Client, mount, ref string) (*publicIssuer, error) {
+	path := vaultcontract.IssuerJSONPath(mount, ref)
+	s, err := c.read(ctx, "reading "+path, path)
+	if err != nil || s == nil || s.Data == nil {
+		return nil, err
+	}
+	certPEM, _ := s.Data["certificate"].(string)
+	certs, err := pki.DecodeCertificates([]byte(certPEM), pki.MaxChainPEMSize)
+	if err != nil {
+		return nil, fmt.Errorf("vault at %s: %s has an unreadable certificate: %w", c.Addr, path, err)
+	}
+	is := &publicIssuer{Cert: certs[0]}
+	is.Name, _ = s.Data["issuer_name"].(string)
+	chain, _ := s.Data["ca_chain"].([]any)
+	for _, v := range chain {
+		text, _ := v.(string)
+		cs, err := pki.DecodeCertificates([]byte(text), pki.MaxChainPEMSize)
+		if err != nil {
+			return nil, fmt.Errorf("vault at %s: %s field ca_chain: %w", c.Addr, path, err)
+		}
+		is.chain = append(is.chain, cs...)
+	}
+	return is, nil
 }
 
 func readCRL(ctx context.Context, c *Client, mount, id string) (*x509.RevocationList, error) {
@@ -300,7 +347,7 @@ func planCRLRotation(ctx context.Context, p *Plan, c *Client, mount string, want
 	if len(want) == 0 {
 		return nil
 	}
-	ics, err := FetchCRLs(ctx, c, mount, now)
+	ics, err := FetchCRLs(ctx, c, mount, "", now)
 	if err != nil {
 		return err
 	}

@@ -23,33 +23,40 @@ type IssuerCRL struct {
 	CRL *x509.RevocationList
 }
 
-// IssuerCRLs reads the CRL of every unexpired issuer of mount. Each CRL is
-// checked to be its issuer's; whether it is fresh is the caller's call.
-func (c *Client) IssuerCRLs(ctx context.Context, mount string) ([]IssuerCRL, error) {
+// IssuerCRLs reads Vault's CRL of each CA whose CRL a cluster signing
+// under the issuer ref of mount carries (vaultcontract.CRLIssuers: its
+// trust anchors, and a Vault intermediate it may be), found among the
+// mount's issuers by certificate. Any other issuer of the mount, such as a
+// stray imported self-signed certificate, is not read. Each CRL is checked
+// to be its issuer's; whether it is fresh is the caller's call.
+func (c *Client) IssuerCRLs(ctx context.Context, mount, ref string) ([]IssuerCRL, error) {
+	cert, chain, err := c.readIssuer(ctx, mount, ref)
+	if err != nil {
+		return nil, err
+	}
 	ids, err := c.listIssuers(ctx, mount)
 	if err != nil {
 		return nil, err
 	}
-	now := c.clock.Now()
-	var out []IssuerCRL
-	for _, id := range ids {
-		cert, _, err := c.readIssuer(ctx, mount, id)
-		if err != nil {
-			return nil, err
-		}
-		if now.After(cert.NotAfter) {
-			continue
-		}
-		crl, err := c.readCRL(ctx, mount, id)
-		if err != nil {
-			return nil, err
-		}
-		if !pki.CRLIssuedBy(crl, cert) {
-			return nil, fmt.Errorf("vault read-crl (%s/issuer/%s/crl/pem): the CRL is not signed by that issuer", mount, id)
-		}
-		out = append(out, IssuerCRL{ID: id, Cert: cert, CRL: crl})
+	found, err := vaultcontract.FindIssuers(ctx, ids, vaultcontract.CRLIssuers(cert, chain, c.clock.Now()),
+		func(ctx context.Context, id string) (IssuerCRL, *x509.Certificate, error) {
+			cert, _, err := c.readIssuer(ctx, mount, id)
+			return IssuerCRL{ID: id, Cert: cert}, cert, err
+		})
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	for i, ic := range found {
+		crl, err := c.readCRL(ctx, mount, ic.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !pki.CRLIssuedBy(crl, ic.Cert) {
+			return nil, fmt.Errorf("vault read-crl (%s/issuer/%s/crl/pem): the CRL is not signed by that issuer", mount, ic.ID)
+		}
+		found[i].CRL = crl
+	}
+	return found, nil
 }
 
 func (c *Client) readCRL(ctx context.Context, mount, id string) (*x509.RevocationList, error) {

@@ -130,7 +130,7 @@ func followCRL(ctx context.Context, e *env, c *vaultadmin.Client, mount string, 
 	if e.output == "table" {
 		w = e.streams.Out
 	}
-	ics, err := vaultadmin.FetchCRLs(ctx, c, mount, e.now())
+	ics, err := vaultadmin.FetchCRLs(ctx, c, mount, "", e.now())
 	if err != nil {
 		return err
 	}

@@ -137,7 +137,7 @@ func vaultCRLs(ctx context.Context, e *env, mount string) ([]status.IssuedCRL, e
 	if err != nil {
 		return nil, err
 	}
-	ics, err := vaultadmin.FetchCRLs(ctx, c, mount, e.now())
+	ics, err := vaultadmin.FetchCRLs(ctx, c, mount, "", e.now())
 	if err != nil {
 		return nil, err
 	}
