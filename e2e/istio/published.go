@@ -82,3 +82,23 @@ func PublishedCRLs(ctx context.Context, kube kubernetes.Interface, namespace str
 	}
 	return crls, nil
 }
+
+// ProxyTrust is what a proxy in a namespace checks its peers against, as
+// istiod published it: the trust bundle and the CRLs (none: no CRL check).
+type ProxyTrust struct {
+	Roots *Bundle
+	CRLs  []*x509.RevocationList
+}
+
+// PublishedTrust reads both of namespace's ConfigMaps.
+func PublishedTrust(ctx context.Context, kube kubernetes.Interface, namespace string) (*ProxyTrust, error) {
+	roots, err := PublishedRoots(ctx, kube, namespace)
+	if err != nil {
+		return nil, err
+	}
+	crls, err := PublishedCRLs(ctx, kube, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return &ProxyTrust{Roots: roots, CRLs: crls}, nil
+}
