@@ -85,8 +85,8 @@ func TestRevocation(t *testing.T) {
 		"--context", "kind1", "--context", "kind2", "--context", "kind3")
 	t.Logf("meshtrust vault revoke --cluster kind3:\n%s", out)
 	t.Run("the CLI reports every cluster carrying the new CRL", func(t *testing.T) {
-		if !strings.Contains(out, fmt.Sprintf("revoked serial %s", colonSerial(inters["kind3"]))) {
-			t.Errorf("kind3's intermediate %s not reported revoked", colonSerial(inters["kind3"]))
+		if !strings.Contains(out, fmt.Sprintf("revoked serial %s", pki.FormatSerial(inters["kind3"].SerialNumber))) {
+			t.Errorf("kind3's intermediate %s not reported revoked", pki.FormatSerial(inters["kind3"].SerialNumber))
 		}
 		if !strings.Contains(out, "Every cluster in the CRL exchange carries the new CRL") {
 			t.Error("the CLI does not report every cluster carrying the CRL")
@@ -279,14 +279,4 @@ func renewWhileTalking(t *testing.T, e *env, old *x509.Certificate) {
 	if len(failures) > 0 {
 		t.Errorf("%d of %d calls failed during the renewal, first: %v", len(failures), calls, failures[0])
 	}
-}
-
-// colonSerial is a serial as Vault and the CLI print it: "2f:a3:...".
-func colonSerial(c *x509.Certificate) string {
-	b := c.SerialNumber.Bytes()
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
 }

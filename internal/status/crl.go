@@ -82,7 +82,7 @@ func describeCRL(c *Cluster, s *corev1.Secret, now time.Time, vault []IssuedCRL)
 		revokedBy = append(revokedBy, v.CRL)
 	}
 	if parent := issuerOf(c); parent != nil && pki.Revokes(revokedBy, parent, c.cert) {
-		c.Problems = append(c.Problems, fmt.Sprintf("intermediate serial %s is revoked: every proxy refuses the workload certificates it signs; renew it once the cluster is trusted again", formatSerial(c.cert.SerialNumber)))
+		c.Problems = append(c.Problems, fmt.Sprintf("intermediate serial %s is revoked: every proxy refuses the workload certificates it signs; renew it once the cluster is trusted again", pki.FormatSerial(c.cert.SerialNumber)))
 	}
 	var warnings []string
 	for _, v := range vault {

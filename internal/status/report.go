@@ -10,7 +10,6 @@ package status
 import (
 	"crypto/x509"
 	"fmt"
-	"math/big"
 	"slices"
 	"sort"
 	"strings"
@@ -417,24 +416,12 @@ func describe(c *x509.Certificate, now time.Time) *CertInfo {
 	}
 	return &CertInfo{
 		Subject:             c.Subject.String(),
-		Serial:              formatSerial(c.SerialNumber),
+		Serial:              pki.FormatSerial(c.SerialNumber),
 		NotAfter:            c.NotAfter.UTC(),
 		TimeLeft:            FormatDuration(c.NotAfter.Sub(now)),
 		PermittedURIDomains: append([]string{}, c.PermittedURIDomains...),
 		MaxPathLen:          mpl,
 	}
-}
-
-func formatSerial(n *big.Int) string {
-	b := n.Bytes()
-	if len(b) == 0 {
-		return "00"
-	}
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
 }
 
 // FormatDuration renders d as days and hours ("29d23h"), or hours and
