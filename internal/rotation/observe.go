@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/internal/kube"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 	"github.com/meshtrust/meshtrust/internal/vaultcontract"
@@ -247,28 +248,23 @@ func (f *Fleet) readCluster(ctx context.Context, m *member, v *vaultState, view 
 	}
 
 	if view.CheckIstiod {
-		cm, err := m.cs.CoreV1().ConfigMaps(names.IstioNamespace).Get(ctx, rootCertConfigMap, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			// No istiod has published yet: it trusts nothing we can see.
-		case err != nil:
-			return fmt.Errorf("reading ConfigMap %s/%s: %w", names.IstioNamespace, rootCertConfigMap, err)
-		default:
-			published, err := pki.DecodeCertificates([]byte(cm.Data[rootCertKey]), pki.MaxRootBundlePEMSize)
+		// Absent until istiod has published: it trusts nothing we can see,
+		// and its proxies check no CRL.
+		text, err := kube.ReadConfigMapKey(ctx, m.cs, names.IstioNamespace, rootCertConfigMap, rootCertKey)
+		if err != nil {
+			return err
+		}
+		if text != "" {
+			published, err := pki.DecodeCertificates([]byte(text), pki.MaxRootBundlePEMSize)
 			if err != nil {
 				return fmt.Errorf("ConfigMap %s/%s %s: %w", names.IstioNamespace, rootCertConfigMap, rootCertKey, err)
 			}
 			view.Published = pki.Fingerprints(published)
-			crls, err := m.cs.CoreV1().ConfigMaps(names.IstioNamespace).Get(ctx, crlConfigMap, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(err):
-				// istiod publishes no CRL: its proxies check none.
-			case err != nil:
-				return fmt.Errorf("reading ConfigMap %s/%s: %w", names.IstioNamespace, crlConfigMap, err)
-			default:
-				if view.PublishedCRLs, err = crlCover([]byte(crls.Data[pki.CRLKey]), published, f.o.Now()); err != nil {
-					return fmt.Errorf("ConfigMap %s/%s %s: %w", names.IstioNamespace, crlConfigMap, pki.CRLKey, err)
-				}
+			if text, err = kube.ReadConfigMapKey(ctx, m.cs, names.IstioNamespace, crlConfigMap, pki.CRLKey); err != nil {
+				return err
+			}
+			if view.PublishedCRLs, err = crlCover([]byte(text), published, f.o.Now()); err != nil {
+				return fmt.Errorf("ConfigMap %s/%s %s: %w", names.IstioNamespace, crlConfigMap, pki.CRLKey, err)
 			}
 		}
 	}
