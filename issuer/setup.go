@@ -196,7 +196,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		MaxRetryDuration:   opts.MaxRetryDuration,
 		Check:              s.Check,
 		Sign:               s.Sign,
-		EventRecorder:      recorder,
+		EventRecorder:      WithoutIssuedEvents(recorder),
 		Clock:              clk,
 		// ca.crt is the product: the syncer and Istio take the trust bundle
 		// from it, and it holds only real roots.
