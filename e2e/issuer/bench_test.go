@@ -160,8 +160,9 @@ type pathResult struct {
 	conns   int
 	leases  int
 	reviews apiSnapshot
-	// cpu is the CPU time each process used from the start until the
-	// writes settled.
+	// cpu is the CPU time each process used from the start until the last
+	// request was Ready; settle's scrapes of the API server's metrics are
+	// not in it.
 	cpu cpuSnapshot
 	// load is the machine's 1-minute load average when the run started.
 	load string
@@ -312,14 +313,13 @@ func (e *env) benchCRs(b *testing.B, wc client.WithWatch, audit *vaultAudit, lab
 			b.Fatalf("%s: timed out with %d of %d Ready", label, len(readyAt), len(csrs))
 		}
 	}
-	res := pathResult{took: time.Since(start), created: <-createdAt, approved: lastApproved}
+	res := pathResult{took: time.Since(start), created: <-createdAt, approved: lastApproved, cpu: cpuNow(b).sub(cpuBefore)}
 	for name, t := range readyAt {
 		res.latencies = append(res.latencies, t-approvedAt[name])
 	}
 	// Outside the timed window: the writes the requests caused after they
 	// were Ready, then the clean-up, so later paths start alike.
 	res.api = e.settle(b).sub(callsBefore)
-	res.cpu = cpuNow(b).sub(cpuBefore)
 	res.events = e.eventSources(b, label)
 	e.vaultCosts(b, audit, vb, &res)
 	if err := e.client.DeleteAllOf(context.Background(), &cmapi.CertificateRequest{}, client.InNamespace(benchNS), client.MatchingLabels{"bench": label}); err != nil {
