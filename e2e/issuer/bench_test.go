@@ -386,8 +386,9 @@ type pathSummary struct {
 	runs                   int
 	rate, minRate, maxRate float64
 	// ratio is the median over rounds of rate / the ceiling's rate in the
-	// same round; zero without a ceiling.
+	// same round, ratios each round's; zero and nil without a ceiling.
 	ratio             float64
+	ratios            []float64
 	p50, p99          time.Duration
 	created, approved time.Duration
 	// writes is API writes per request; api and events are per request.
@@ -445,11 +446,10 @@ func summarize(paths []benchPath, runs map[string][]pathResult) map[string]pathS
 		}
 		s.rate, s.minRate, s.maxRate = median(rates), slices.Min(rates), slices.Max(rates)
 		if c := runs[p.ceiling]; p.ceiling != "" {
-			var ratios []float64
 			for i := range min(len(rs), len(c)) {
-				ratios = append(ratios, rs[i].rate()/c[i].rate())
+				s.ratios = append(s.ratios, rs[i].rate()/c[i].rate())
 			}
-			s.ratio = median(ratios)
+			s.ratio = median(s.ratios)
 		}
 		if len(lat) > 0 {
 			slices.Sort(lat)
@@ -499,6 +499,15 @@ func printSummary(out io.Writer, paths []benchPath, s map[string]pathSummary, lo
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "\n(Vault columns per %d requests, issuer set-up included; ceilings are the zero-work paths of the same round.)\n", benchRequests)
+	for _, p := range paths {
+		if ps := s[p.name]; p.ceiling != "" {
+			var rs []string
+			for _, r := range ps.ratios {
+				rs = append(rs, fmt.Sprintf("%.2fx", r))
+			}
+			fmt.Fprintf(out, "%s / %s, round by round: %s\n", p.name, p.ceiling, strings.Join(rs, ", "))
+		}
+	}
 	with, without := s["zero-work leaf"], s["zero-work leaf, no Initializing"]
 	fmt.Fprintf(out, "issuer-lib's Initializing apply, zero-work leaf with / without it: %.1f / %.1f req/s (without = %.2fx with, same round), %.2f / %.2f API writes per request, p50 %s / %s, p99 %s / %s\n",
 		with.rate, without.rate, without.ratio, with.writes, without.writes,
