@@ -31,11 +31,13 @@ const (
 	// controller; the floor path uses as many goroutines.
 	benchWorkers = 5
 	benchNS      = "team-a"
-	// benchRounds is how many times each iteration runs every path. Each
-	// round starts one path later in the list, so that load from other
-	// work on the machine falls on all paths alike, and a path and its
-	// ceiling run next to each other; figures are medians over the
-	// rounds, ratios medians of each round's ratio.
+	// benchRounds is how many times each iteration runs every path, after
+	// one round that warms the lab up and is not counted. Each round
+	// starts one group of paths later, and runs the paths of a group in
+	// the opposite order of the round before, so that load from other
+	// work on the machine falls on all paths alike and a path always runs
+	// next to its ceiling, as often before it as after. Figures are
+	// medians over the rounds, ratios medians of each round's ratio.
 	benchRounds = 3
 )
 
@@ -66,7 +68,7 @@ type benchPath struct {
 // Vault requests (from a Vault audit device) and the TokenReviews Vault
 // sent (from the API server); then where each write and Vault request
 // comes from. It asserts nothing. Run it with -benchtime=1x: each
-// iteration is benchRounds rounds of every path.
+// iteration is benchRounds rounds of every path, after one warm-up round.
 func BenchmarkIssuer(b *testing.B) {
 	ctx := context.Background()
 	loadBefore := loadAverage()
@@ -102,28 +104,46 @@ func BenchmarkIssuer(b *testing.B) {
 	zero := func(intermediate bool) func(string) (cmmeta.IssuerReference, func()) {
 		return func(name string) (cmmeta.IssuerReference, func()) { return z.issuer(b, name, intermediate) }
 	}
-	paths := []benchPath{
+	groups := [][]benchPath{{
 		{name: "meshtrust leaf", ceiling: "zero-work leaf", run: crs("mt-leaf", leafCSRs, false, e.meshtrustIssuer(b), nil)},
 		{name: "zero-work leaf", run: crs("zero-leaf", leafCSRs, false, zero(false), nil)},
 		{name: "zero-work leaf, no Initializing", ceiling: "zero-work leaf", run: crs("zero-noinit", leafCSRs, false, zero(false), map[string]string{skipInitLabel: "true"})},
 		{name: "cert-manager leaf", ceiling: "zero-work leaf", run: crs("cm-leaf", leafCSRs, false, e.certManagerIssuer(b), nil)},
+	}, {
 		{name: "floor leaf", run: func(b *testing.B, _ int) pathResult { return e.benchDirect(b, audit, leafCSRs, false) }},
+	}, {
 		{name: "meshtrust intermediate", ceiling: "zero-work intermediate", run: crs("mt-ca", caCSRs, true, e.meshtrustIssuer(b), nil)},
 		{name: "zero-work intermediate", run: crs("zero-ca", caCSRs, true, zero(true), nil)},
+	}, {
 		{name: "floor intermediate", run: func(b *testing.B, _ int) pathResult { return e.benchDirect(b, audit, caCSRs, true) }},
-	}
-
-	b.ResetTimer()
-	runs := map[string][]pathResult{}
-	for it := range b.N {
-		for round := range benchRounds {
-			run := it*benchRounds + round
-			for k := range paths {
-				p := paths[(k+round)%len(paths)]
+	}}
+	paths := slices.Concat(groups...)
+	run := 0
+	round := func(n int) map[string]pathResult {
+		out := map[string]pathResult{}
+		for k := range groups {
+			g := slices.Clone(groups[(k+n)%len(groups)])
+			if n%2 == 1 {
+				slices.Reverse(g)
+			}
+			for _, p := range g {
 				load := loadAverage()
 				r := p.run(b, run)
 				r.load, _, _ = strings.Cut(load, " ")
-				runs[p.name] = append(runs[p.name], r)
+				out[p.name] = r
+				run++
+			}
+		}
+		return out
+	}
+	round(0)
+
+	b.ResetTimer()
+	runs := map[string][]pathResult{}
+	for range b.N {
+		for n := range benchRounds {
+			for name, r := range round(n) {
+				runs[name] = append(runs[name], r)
 			}
 		}
 	}
@@ -480,7 +500,7 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 // come from. It goes to stdout: the testing package keeps only ten lines
 // of a benchmark's log.
 func printSummary(out io.Writer, paths []benchPath, s map[string]pathSummary, loadBefore, loadAfter string) {
-	fmt.Fprintf(out, "\nBenchmarkIssuer: %d requests per path, %d workers, %d rounds (median req/s, min-max); load average before %s, after %s\n\n",
+	fmt.Fprintf(out, "\nBenchmarkIssuer: %d requests per path, %d workers, %d rounds after a warm-up round (median req/s, min-max); load average before %s, after %s\n\n",
 		benchRequests, benchWorkers, s[paths[0].name].runs, loadBefore, loadAfter)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "path\treq/s\t(min-max)\t/ceiling\tAPI writes/req\tp50 approval→Ready\tp99\tVault logins\ttoken leases\tVault requests\tTokenReviews by Vault\t")
