@@ -38,7 +38,7 @@ const (
 	// work on the machine falls on all paths alike and a path always runs
 	// next to its ceiling, as often before it as after. Figures are
 	// medians over the rounds, ratios medians of each round's ratio.
-	benchRounds = 3
+	benchRounds = 5
 )
 
 // benchPath is one way of signing the 200 CSRs.
