@@ -72,7 +72,7 @@ func (s *Signer) vaultConfig(ctx context.Context, v issuerView) (vault.Config, e
 	if err := CheckServer(spec.Server); err != nil {
 		return vault.Config{}, err
 	}
-	cfg := vault.Config{Address: spec.Server, Namespace: spec.Namespace, CACert: spec.CABundle, Timeout: s.VaultTimeout, RootsTTL: s.RootsCacheTTL}
+	cfg := vault.Config{Address: spec.Server, Namespace: spec.Namespace, CACert: spec.CABundle, Timeout: s.VaultTimeout, RootsTTL: s.RootsCacheTTL, IdleConnections: s.VaultIdleConnections}
 	if ref := spec.CABundleSecretRef; ref != nil {
 		ca, err := s.secretValue(ctx, v.secretNamespace, *ref, "spec.caBundleSecretRef")
 		if err != nil {

@@ -199,6 +199,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		ClusterResourceNamespace: opts.ClusterResourceNamespace,
 		VaultTimeout:             opts.VaultTimeout,
 		RootsCacheTTL:            opts.RootsCacheTTL,
+		// The CertificateRequest and the Kubernetes CSR controllers' workers
+		// may all call one issuer's Vault at once; Go's default of
+		// GOMAXPROCS+1 idle connections (3 on 2 cores) closed the rest
+		// after each call and opened new ones.
+		VaultIdleConnections: 2 * opts.MaxConcurrentReconciles,
 	}
 	rc := &recheck{client: mgr.GetClient(), clients: s.Factory, interval: opts.HealthCheckInterval, clock: clk, logger: mgr.GetLogger().WithName("issuer-recheck"),
 		issuers: make(chan event.GenericEvent), clusterIssuers: make(chan event.GenericEvent)}
@@ -213,7 +218,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		MaxRetryDuration:   opts.MaxRetryDuration,
 		Check:              s.Check,
 		Sign:               s.Sign,
-		EventRecorder:      recorder,
+		EventRecorder:      WithoutIssuedEvents(recorder),
 		Clock:              clk,
 		// ca.crt is the product: the syncer and Istio take the trust bundle
 		// from it, and it holds only real roots.

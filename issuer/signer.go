@@ -38,6 +38,9 @@ type Signer struct {
 	// RootsCacheTTL is how long a Vault client keeps an issuer's trust
 	// anchors (ca.crt); zero means the client's default of a minute.
 	RootsCacheTTL time.Duration
+	// VaultIdleConnections is how many idle connections each issuer's Vault
+	// client keeps; zero means Go's default.
+	VaultIdleConnections int
 }
 
 // Check confirms that Vault answers sys/health, that login works, and that

@@ -35,6 +35,11 @@ type Config struct {
 	// Roots change only during a rotation, and a minute's delay in showing a
 	// newly added root is harmless because the old root stays live.
 	RootsTTL time.Duration
+	// IdleConnections is how many idle connections to Vault are kept for
+	// reuse: at least as many as calls run at once (the request workers),
+	// or every call over it opens a new connection, a TLS handshake that
+	// Vault pays for. Zero means Go's pooled default, GOMAXPROCS+1.
+	IdleConnections int
 }
 
 // Client talks to one Vault server on behalf of one issuer. It keeps a single
@@ -99,6 +104,9 @@ func NewClient(cfg Config, m *Metrics, clk clock.PassiveClock) (*Client, error) 
 		clk = clock.RealClock{}
 	}
 	transport := cleanhttp.DefaultPooledTransport()
+	if cfg.IdleConnections > 0 {
+		transport.MaxIdleConnsPerHost = cfg.IdleConnections
+	}
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if len(cfg.CACert) > 0 {
 		pool := x509.NewCertPool()
