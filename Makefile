@@ -184,7 +184,7 @@ dashboard-png: tools prometheus
 
 # Benchmarks print their figures; none is asserted. Each starts its own lab.
 bench: tools
-	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer ./e2e/rotation
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 60m ./e2e/issuer ./e2e/syncer ./e2e/rotation ./e2e/revocation
 
 demo: tools build
 	$(GO) run ./e2e/demo

@@ -59,6 +59,11 @@ type Options struct {
 	// become ca.crt, are reused before Vault is asked again. A root added
 	// during a rotation reaches ca.crt at the first issuance after it.
 	RootsCacheTTL time.Duration
+	// CRLRefreshInterval is how often each VaultClusterIssuer that mints
+	// intermediates reads Vault's CRLs and the CRL exchange and hands them
+	// to the syncer (besides at once on a new CRL of the cluster's own, or a
+	// meshtrust.io/crl-refresh annotation). Zero turns CRLs off.
+	CRLRefreshInterval time.Duration
 	// DisableKubernetesCSR turns off signing of Kubernetes
 	// CertificateSigningRequests (signerName vaultcontract.SignerNamePrefix+<name>).
 	DisableKubernetesCSR bool
@@ -78,6 +83,7 @@ func DefaultOptions() Options {
 		MaxConcurrentReconciles:  5,
 		VaultTimeout:             30 * time.Second,
 		RootsCacheTTL:            time.Minute,
+		CRLRefreshInterval:       time.Minute,
 	}
 }
 
@@ -103,8 +109,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	if o.RootsCacheTTL == 0 {
 		o.RootsCacheTTL = d.RootsCacheTTL
 	}
+	if o.CRLRefreshInterval == 0 {
+		o.CRLRefreshInterval = d.CRLRefreshInterval
+	}
 	fs.StringVar(&o.ClusterResourceNamespace, "issuer-cluster-resource-namespace", o.ClusterResourceNamespace,
-		"Namespace where VaultClusterIssuers read their Secrets and service accounts.")
+		"Namespace where VaultClusterIssuers read their Secrets and service accounts, and keep the CRL exchange ConfigMaps the syncer reads (its --syncer-crl-namespace).")
 	fs.DurationVar(&o.HealthCheckInterval, "issuer-health-check-interval", o.HealthCheckInterval,
 		"How often every Vault issuer is health-checked again (sys/health, login, PKI issuer read); 0 disables.")
 	fs.DurationVar(&o.MaxRetryDuration, "issuer-max-retry-duration", o.MaxRetryDuration,
@@ -115,6 +124,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Timeout of each HTTP call to Vault.")
 	fs.DurationVar(&o.RootsCacheTTL, "issuer-roots-cache-ttl", o.RootsCacheTTL,
 		"How long the signing Vault issuer's trust anchors (ca.crt) are reused; a root bootstrap adds in Vault reaches ca.crt at the first issuance after this.")
+	fs.DurationVar(&o.CRLRefreshInterval, "issuer-crl-refresh-interval", o.CRLRefreshInterval,
+		"How often Vault's CRLs and the other clusters' CRL exchange entries are read and handed to the syncer (also at once when meshtrust vault revoke asks); 0 turns CRLs off.")
 	fs.BoolVar(&o.DisableKubernetesCSR, "issuer-disable-kubernetes-csr", o.DisableKubernetesCSR,
 		"Do not sign Kubernetes CertificateSigningRequests (signerName vaultclusterissuers.meshtrust.io/<name>).")
 }
@@ -129,6 +140,9 @@ func (o Options) validate() error {
 	}
 	if o.MaxRetryDuration <= 0 {
 		errs = append(errs, errors.New("--issuer-max-retry-duration must be positive: zero makes every error terminal at once"))
+	}
+	if o.CRLRefreshInterval < 0 {
+		errs = append(errs, errors.New("--issuer-crl-refresh-interval must not be negative"))
 	}
 	if o.MaxConcurrentReconciles < 1 {
 		errs = append(errs, errors.New("--issuer-max-concurrent-reconciles must be at least 1"))
@@ -153,8 +167,8 @@ func (o Options) validate() error {
 
 // Setup registers the issuer controllers (VaultIssuer, VaultClusterIssuer,
 // CertificateRequest and CertificateSigningRequest), the controllers that
-// report truncated lifetimes on issued requests, the periodic health check,
-// and the issuer's metrics with mgr. The manager's scheme must hold
+// report truncated lifetimes on issued requests, the CRL refresher, the
+// periodic health check, and the issuer's metrics with mgr. The manager's scheme must hold
 // client-go, cert-manager v1 and meshtrust v1alpha1 types.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := opts.validate(); err != nil {
@@ -236,6 +250,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the issuer controllers: %w", err)
 	}
 	if err := setupLifetimeReporters(mgr, recorder, clk, opts); err != nil {
+		return err
+	}
+	if err := setupCRLRefresher(mgr, s, recorder, clk, reg, opts); err != nil {
 		return err
 	}
 	if opts.HealthCheckInterval > 0 {

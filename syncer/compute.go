@@ -42,6 +42,11 @@ type Input struct {
 	// source annotation is gone, no longer opts in, or targets another
 	// Secret (see decision.Input).
 	PreviousOwnerReleased bool
+	// Exchange is the CRL exchange ConfigMap of the Certificate's
+	// VaultClusterIssuer, nil if absent or if the issuer is not one.
+	Exchange *corev1.ConfigMap
+	// SignCRL signs this cluster's own intermediates' CRLs; nil signs none.
+	SignCRL CRLSigner
 	// Mesh, MeshSource and MeshErr are Istio's mesh ConfigMap in the
 	// target's namespace (see decision.Input).
 	Mesh       *meshconfig.TrustDomains
@@ -114,6 +119,10 @@ type Plan struct {
 	Roots  int
 	// RequeueAfter is when the next time-driven decision falls due.
 	RequeueAfter time.Duration
+
+	// crl is what was decided about ca-crl.pem and the CRLs this cluster
+	// publishes.
+	crl crlPlan
 }
 
 // UnwatchedTargetRecheck is how often a target Secret that is not named
@@ -274,6 +283,18 @@ func (p *Plan) write(in Input, s Settings, b *pki.Bundle) {
 		p.refuse(&decision.Refusal{Reason: decision.ReasonInvalidBundle, Check: string(pki.CheckOf(err)), Retry: true,
 			Message: fmt.Sprintf("rendered %s layout fails validation: %v", s.Layout, err)})
 		return
+	}
+	p.crl = planCRL(crlInputFor(in, s, b))
+	p.Events = append(p.Events, p.crl.events...)
+	if r := p.crl.refusal; r != nil {
+		p.Events = append(p.Events, Event{Type: corev1.EventTypeWarning, Reason: r.Reason, Message: r.Message})
+	}
+	if p.crl.hold != nil {
+		p.holdForCRL(in)
+		return
+	}
+	if p.crl.pem != nil {
+		data[pki.CRLKey] = p.crl.pem
 	}
 	sum := checksum(data)
 	ann := stamp(in.Certificate, b, s.Layout, srcFPs, sum, changedAt)

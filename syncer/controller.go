@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshtrust/meshtrust/internal/meshconfig"
+	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -33,7 +34,7 @@ import (
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -52,9 +53,15 @@ type Reconciler struct {
 	Targets client.Reader
 	// APIReader reads other targets and Deployments live, uncached.
 	APIReader client.Reader
-	Recorder  EventRecorder
-	Metrics   *Metrics
-	Options   Options
+	// Exchanges reads the CRL exchange ConfigMaps (a third, small cache);
+	// nil reads none, and no CRLs are written.
+	Exchanges client.Reader
+	// SignCRL signs this cluster's own intermediates' CRLs; nil means
+	// pki.NewEmptyCRL.
+	SignCRL  CRLSigner
+	Recorder EventRecorder
+	Metrics  *Metrics
+	Options  Options
 }
 
 // Setup adds the syncer controller, its cacerts cache and its metrics to mgr.
@@ -88,10 +95,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(targets); err != nil {
 		return fmt.Errorf("add cache for %s Secrets: %w", opts.SecretName, err)
 	}
+	exchanges, err := newExchangeCache(mgr, opts)
+	if err != nil {
+		return err
+	}
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
 		Targets:   targets,
 		APIReader: mgr.GetAPIReader(),
+		Exchanges: exchanges,
 		Recorder:  mgr.GetEventRecorder(opts.ControllerName),
 		Metrics:   m,
 		Options:   opts,
@@ -104,6 +116,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, s *corev1.Secret) []reconcile.Request {
 				return r.certificatesForSecret(ctx, s)
 			}))).
+		WatchesRawSource(source.Kind(exchanges, &corev1.ConfigMap{},
+			handler.TypedEnqueueRequestsFromMapFunc(r.certificatesForExchange))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -187,6 +201,13 @@ func (r *Reconciler) gather(ctx context.Context, crt *cmapi.Certificate) (Input,
 			in.PreviousOwnerReleased = r.ownerReleased(ctx, src, s.Target)
 		}
 	}
+	if in.Exchange, err = r.exchangeFor(ctx, crt); err != nil {
+		return in, err
+	}
+	in.SignCRL = r.SignCRL
+	if in.SignCRL == nil {
+		in.SignCRL = pki.NewEmptyCRL
+	}
 	r.gatherMesh(ctx, s.Target.Namespace, &in)
 	if s.RestartTarget != "" {
 		dep := &appsv1.Deployment{}
@@ -267,6 +288,9 @@ func (r *Reconciler) apply(ctx context.Context, crt *cmapi.Certificate, p Plan) 
 	if p.Result == ResultRefused {
 		r.Metrics.ValidationFailures.WithLabelValues(p.FailedCheck()).Inc()
 	}
+	if err := r.applyCRL(ctx, crt, p); err != nil {
+		return reconcile.Result{}, err
+	}
 
 	if p.Secret != nil {
 		var err error
@@ -298,7 +322,7 @@ func (r *Reconciler) apply(ctx context.Context, crt *cmapi.Certificate, p Plan) 
 			return reconcile.Result{}, err
 		}
 	}
-	if p.Renew != nil || conditionChanged(crt, p.Condition) {
+	if p.Renew != nil || conditionChanged(crt, p.Condition) || crlConditionChanged(crt, p.crl.condition) {
 		if err := r.patchStatus(ctx, crt, p, now); err != nil {
 			return reconcile.Result{}, err
 		}
@@ -347,6 +371,9 @@ func (r *Reconciler) patchStatus(ctx context.Context, crt *cmapi.Certificate, p 
 	base := crt.DeepCopy()
 	if c := p.Condition; c != nil {
 		setCondition(crt, ConditionCACertsSynced, c.Status, c.Reason, c.Message, now)
+	}
+	if c := p.crl.condition; c != nil {
+		setCondition(crt, ConditionCRLSynced, c.Status, c.Reason, c.Message, now)
 	}
 	if rn := p.Renew; rn != nil {
 		setCondition(crt, cmapi.CertificateConditionIssuing, cmmeta.ConditionTrue, rn.Reason, rn.Message, now)

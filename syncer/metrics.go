@@ -18,6 +18,15 @@ type Metrics struct {
 	// ValidationFailures counts refusals by failed check
 	// (meshtrust_cacerts_validation_failures_total{check}).
 	ValidationFailures *prometheus.CounterVec
+	// CRLNextUpdate is the earliest nextUpdate of the CRLs in a target's
+	// ca-crl.pem: once it passes, Envoy refuses every chain that CRL covers.
+	CRLNextUpdate *prometheus.GaugeVec
+	// CRLRevokedSerials is how many distinct serials a target's ca-crl.pem
+	// revokes.
+	CRLRevokedSerials *prometheus.GaugeVec
+	// CRLValidationFailures counts CRL inputs refused, by failed check
+	// (meshtrust_crl_validation_failures_total{check}).
+	CRLValidationFailures *prometheus.CounterVec
 }
 
 // Sync results.
@@ -52,9 +61,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "meshtrust_cacerts_validation_failures_total",
 			Help: "Bundles or targets refused before writing cacerts, by failed check (a pki check such as key-usage, or a refusal reason such as UnmanagedCACerts).",
 		}, []string{"check"}),
+		CRLNextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshtrust_crl_next_update_timestamp_seconds",
+			Help: "Earliest nextUpdate of the CRLs in the cacerts Secret's ca-crl.pem, as a Unix timestamp; proxies refuse the chains a CRL covers once it passes.",
+		}, []string{"namespace", "name"}),
+		CRLRevokedSerials: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshtrust_crl_revoked_serials",
+			Help: "Distinct certificate serials revoked by the CRLs in the cacerts Secret's ca-crl.pem.",
+		}, []string{"namespace", "name"}),
+		CRLValidationFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshtrust_crl_validation_failures_total",
+			Help: "CRL inputs refused before writing ca-crl.pem, by failed check (crl-pem, crl-parse, crl-size, crl-issuer, crl-expired, crl-time, crl-extension, crl-number).",
+		}, []string{"check"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.Expiry, m.Syncs, m.Roots, m.LastSync, m.ValidationFailures} {
+		for _, c := range []prometheus.Collector{m.Expiry, m.Syncs, m.Roots, m.LastSync, m.ValidationFailures, m.CRLNextUpdate, m.CRLRevokedSerials, m.CRLValidationFailures} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

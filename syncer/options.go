@@ -32,6 +32,16 @@ type Options struct {
 	SecretName string
 	// MaxConcurrentReconciles bounds parallel reconciles.
 	MaxConcurrentReconciles int
+	// CRLNamespace holds the CRL exchange ConfigMaps of VaultClusterIssuers:
+	// the issuer's cluster resource namespace.
+	CRLNamespace string
+	// CRLPropagationDelay is how long a new intermediate's CRL must have
+	// been in Vault's CRL exchange before the intermediate goes into
+	// cacerts, so that the other clusters' proxies carry the CRL before the
+	// first workload certificate it signs reaches them: their issuers'
+	// refresh interval plus their kubelets' sync of istiod's cacerts and
+	// the proxies' istio-ca-crl volumes. Zero installs it once published.
+	CRLPropagationDelay time.Duration
 	// AllowedIssuers are the issuers whose Certificates the syncer
 	// installs, as "<Kind>.<group>[/<name>]" (decision.ParseIssuerRef);
 	// empty means meshtrust's VaultClusterIssuer and VaultIssuer. Any other
@@ -66,6 +76,8 @@ func DefaultOptions() Options {
 		MeshConfigMap:           meshconfig.ConfigMapName,
 		MaxConcurrentReconciles: 2,
 		ControllerName:          "meshtrust-syncer",
+		CRLNamespace:            "meshtrust-system",
+		CRLPropagationDelay:     5 * time.Minute,
 	}
 }
 
@@ -82,6 +94,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"extra time on top of the workload lifetime before expiry at which the syncer forces a renewal")
 	fs.StringVar(&o.SecretName, "syncer-secret-name", or(o.SecretName, d.SecretName),
 		"default name of the Secret the syncer writes in the Certificate's namespace")
+	fs.StringVar(&o.CRLNamespace, "syncer-crl-namespace", or(o.CRLNamespace, d.CRLNamespace),
+		"namespace of the VaultClusterIssuers' CRL exchange ConfigMaps: the issuer's --issuer-cluster-resource-namespace")
+	fs.DurationVar(&o.CRLPropagationDelay, "syncer-crl-propagation-delay", or(o.CRLPropagationDelay, d.CRLPropagationDelay),
+		"how long a new intermediate's CRL must have been in Vault's CRL exchange before the intermediate goes into cacerts, so that other clusters carry it first (their issuers' refresh interval plus kubelets' volume sync)")
 	fs.IntVar(&o.MaxConcurrentReconciles, "syncer-max-concurrent-reconciles", or(o.MaxConcurrentReconciles, d.MaxConcurrentReconciles),
 		"maximum number of Certificates synced in parallel")
 	fs.StringVar(&o.MeshConfigMap, "syncer-mesh-configmap", or(o.MeshConfigMap, d.MeshConfigMap),
@@ -104,11 +120,15 @@ func (o Options) complete() (Options, error) {
 	o.SecretName = or(o.SecretName, d.SecretName)
 	o.MaxConcurrentReconciles = or(o.MaxConcurrentReconciles, d.MaxConcurrentReconciles)
 	o.ControllerName = or(o.ControllerName, d.ControllerName)
+	o.CRLNamespace = or(o.CRLNamespace, d.CRLNamespace)
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
 	if o.WorkloadCertTTL <= 0 {
 		return o, fmt.Errorf("--syncer-workload-cert-ttl must be positive, got %s", o.WorkloadCertTTL)
+	}
+	if o.CRLPropagationDelay < 0 {
+		return o, fmt.Errorf("--syncer-crl-propagation-delay must not be negative, got %s", o.CRLPropagationDelay)
 	}
 	if o.SafetyMargin < 0 {
 		return o, fmt.Errorf("--syncer-safety-margin must not be negative, got %s", o.SafetyMargin)

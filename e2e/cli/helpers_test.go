@@ -6,7 +6,10 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +39,11 @@ type result struct {
 	code           int
 	stdout, stderr string
 }
+
+// withoutVault runs status without VAULT_ADDR, so that it does not compare
+// the clusters' ca-crl.pem with Vault's CRLs: for checks of anything else,
+// on hand-written cacerts that carry none.
+var withoutVault = map[string]string{"VAULT_ADDR": ""}
 
 func (c *cli) run(t *testing.T, args ...string) result {
 	return c.runEnv(t, nil, args...)
@@ -68,6 +76,31 @@ func (c *cli) printed() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.all.String()
+}
+
+// jwtPattern is a JSON Web Token in compact form: two base64url JSON
+// objects ("eyJ" is the encoding of `{"`) and a signature, joined by dots.
+// A bare "eyJ" is no sign of one: base64 text such as a printed root
+// certificate holds it by chance (about one PEM in 2,500), and PEM has no
+// dots.
+var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+`)
+
+// leaks says what out gives away: any of secrets (by index and length,
+// never the secret itself), a JWT or a private key.
+func leaks(out string, secrets ...string) []string {
+	var found []string
+	for i, s := range secrets {
+		if s != "" && strings.Contains(out, s) {
+			found = append(found, fmt.Sprintf("secret %d (%d chars)", i, len(s)))
+		}
+	}
+	if jwtPattern.MatchString(out) {
+		found = append(found, "a JWT")
+	}
+	if strings.Contains(out, "PRIVATE KEY") {
+		found = append(found, "a private key")
+	}
+	return found
 }
 
 // csr makes a P-256 key and a CSR for cn.
@@ -155,5 +188,23 @@ func putCacerts(ctx context.Context, t *testing.T, cs kubernetes.Interface, data
 		}
 	} else if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLeaksTellsAJWTFromBase64 proves the leak check on both sides: a
+// JWT is found, wherever it sits; base64 that holds "eyJ" by chance, as a
+// printed root certificate may, is not.
+func TestLeaksTellsAJWTFromBase64(t *testing.T) {
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	jwt := b64(`{"alg":"RS256","kid":"k"}`) + "." + b64(`{"aud":["vault"],"sub":"system:serviceaccount:kube-system:r"}`) + "." + b64("signature bytes")
+	pemWithEyJ := "-----BEGIN CERTIFICATE-----\nMIIBjTCCATOgAwIBAgIUeyJ0b2tlbiBub3QgYSB0b2tlbiBhdCBhbGwgYnV0IGJh\nc2U2NA==\n-----END CERTIFICATE-----\n"
+	if got := leaks("token: " + jwt + "\n"); !slices.Equal(got, []string{"a JWT"}) {
+		t.Errorf("a printed JWT: leaks = %v", got)
+	}
+	if got := leaks(`{"pem":"` + strings.ReplaceAll(pemWithEyJ, "\n", `\n`) + `"}`); len(got) != 0 {
+		t.Errorf("a printed root certificate holding eyJ: leaks = %v, want none", got)
+	}
+	if got := leaks("s.abcdef and more", "s.abcdef", ""); !slices.Equal(got, []string{"secret 0 (8 chars)"}) {
+		t.Errorf("a printed secret: leaks = %v", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -115,15 +114,6 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
-}
-
-func colonSerial(c *x509.Certificate) string {
-	b := c.SerialNumber.Bytes()
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }

@@ -63,7 +63,7 @@ func enrollRefusesOverlaps(ctx context.Context, t *testing.T, c *cli, root *vaul
 func statusNamesOverlaps(ctx context.Context, t *testing.T, c *cli, west kubernetes.Interface) {
 	rogueRoot, rogueInter := testCA(t, "mesh")
 	putCacerts(ctx, t, west, istioData(t, rogueInter.Cert, rogueInter.Key, rogueRoot.Cert))
-	r := c.run(t, "status", "--context", "east", "--context", "west")
+	r := c.runEnv(t, withoutVault, "status", "--context", "east", "--context", "west")
 	if r.code != 1 || !strings.Contains(r.stderr, "UNHEALTHY: east, west") {
 		t.Errorf("status: exit %d %q, want 1 naming east and west", r.code, r.stderr)
 	}
@@ -136,7 +136,7 @@ func reviewerTokenNeverLapsesSilently(ctx context.Context, t *testing.T, c *cli,
 	if left := expiresIn(); left < 699*time.Hour || left > 701*time.Hour {
 		t.Errorf("recorded expiry %s away, want 700h", left)
 	}
-	r := c.run(t, "status", "--context", "east")
+	r := c.runEnv(t, withoutVault, "status", "--context", "east")
 	for _, want := range []string{"auth/kubernetes-east stores a token of ServiceAccount " + reviewer,
 		"east: the Vault reviewer token stored in auth/kubernetes-east (ServiceAccount " + reviewer + ") expires in 29d"} {
 		if !strings.Contains(r.stdout, want) {
@@ -152,7 +152,7 @@ func reviewerTokenNeverLapsesSilently(ctx context.Context, t *testing.T, c *cli,
 	if left := expiresIn(); left < 8759*time.Hour {
 		t.Errorf("renewed reviewer token expires %s away, want a year", left)
 	}
-	if r := c.run(t, "status", "--context", "east"); r.code != 0 || strings.Contains(r.stdout, "reviewer token stored") {
+	if r := c.runEnv(t, withoutVault, "status", "--context", "east"); r.code != 0 || strings.Contains(r.stdout, "reviewer token stored") {
 		t.Errorf("status after the renewal: exit %d, want 0 and no warning", r.code)
 	}
 
@@ -253,9 +253,17 @@ path "auth/approle/role/*" { capabilities = ["read", "list", "delete"] }
 // stay.
 func unenrollFindsAppRole(ctx context.Context, t *testing.T, c *cli, root *vaultapi.Client, westLogin map[string]any) {
 	northIDs := secretIDCount(ctx, t, root, "meshtrust-north")
+	entry := vaultcontract.CRLExchangePath("west.mesh")
+	if !hasCRLEntry(ctx, t, root, "west.mesh") {
+		t.Fatalf("enroll made no CRL exchange entry %s for west", entry)
+	}
 	r := c.run(t, "vault", "unenroll", "--cluster", "west")
 	if r.code != 0 || !strings.Contains(r.stdout, "auth/approle/role/meshtrust-west") || !strings.Contains(r.stdout, "secret IDs") {
 		t.Fatalf("unenroll west: exit %d, want 0 deleting auth/approle/role/meshtrust-west and its secret IDs", r.code)
+	}
+	// The trust domain naming the entry comes from west's policy.
+	if !strings.Contains(r.stdout, entry) || hasCRLEntry(ctx, t, root, "west.mesh") {
+		t.Errorf("unenroll west left its CRL exchange entry %s, which makes the other clusters carry its CRLs", entry)
 	}
 	if s, _ := root.Logical().ReadWithContext(ctx, "auth/approle/role/meshtrust-west"); s != nil {
 		t.Error("west's AppRole role is still there")
@@ -325,19 +333,30 @@ func statusChecksIstioMesh(ctx context.Context, t *testing.T, c *cli, east, west
 	}()
 	mesh(east, "trustDomain: kind2\ndefaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n")
 	mesh(west, "trustDomain: west.mesh\ntrustDomainAliases: [east.mesh]\n")
-	r := c.run(t, "status", "--context", "east", "--context", "west")
+	r := c.runEnv(t, withoutVault, "status", "--context", "east", "--context", "west")
 	if r.code != 1 || strings.TrimSpace(r.stderr) != "meshtrust: UNHEALTHY: east" ||
 		!strings.Contains(r.stdout, `Istio's meshConfig.trustDomain is "kind2" (ConfigMap istio-system/istio), but the intermediate in cacerts is constrained to "east.mesh"`) {
 		t.Errorf("status with a wrong meshConfig.trustDomain in east: exit %d %q, want 1 naming east, kind2 and east.mesh", r.code, r.stderr)
 	}
 	mesh(east, "trustDomain: east.mesh\n")
-	r = c.run(t, "status", "--context", "east", "--context", "west")
+	r = c.runEnv(t, withoutVault, "status", "--context", "east", "--context", "west")
 	if r.code != 1 || !strings.Contains(r.stdout, "east: trust domain west.mesh of federated peer west is not in Istio's meshConfig.trustDomainAliases (istio-system/istio: none)") ||
 		!strings.Contains(r.stdout, "UNHEALTHY: 1 warning(s)") {
 		t.Errorf("status with west missing from east's trustDomainAliases: exit %d, want 1 and the warning", r.code)
 	}
 	mesh(east, "trustDomain: east.mesh\ntrustDomainAliases: [west.mesh]\n")
-	if r := c.run(t, "status", "--context", "east", "--context", "west"); r.code != 0 || !strings.Contains(r.stdout, "istio mesh:       trust domain east.mesh, aliases west.mesh (istio-system/istio)") {
+	if r := c.runEnv(t, withoutVault, "status", "--context", "east", "--context", "west"); r.code != 0 || !strings.Contains(r.stdout, "istio mesh:       trust domain east.mesh, aliases west.mesh (istio-system/istio)") {
 		t.Errorf("status with Istio's settings right: exit %d, want 0", r.code)
 	}
+}
+
+// hasCRLEntry reports whether the cluster of trustDomain has an entry in
+// Vault's CRL exchange.
+func hasCRLEntry(ctx context.Context, t *testing.T, root *vaultapi.Client, trustDomain string) bool {
+	t.Helper()
+	s, err := root.Logical().ReadWithContext(ctx, vaultcontract.CRLExchangePath(trustDomain))
+	if err != nil {
+		t.Fatalf("reading %s: %v", vaultcontract.CRLExchangePath(trustDomain), err)
+	}
+	return s != nil
 }

@@ -40,6 +40,7 @@ var toggles = []toggle{
 	}},
 	{name: "CRDs managed elsewhere", set: []string{"crds.enabled=false"}},
 	{name: "CRDs not kept", set: []string{"crds.keep=false"}},
+	{name: "CRLs off", set: []string{"issuer.crlRefreshInterval=0s", "syncer.crlPropagationDelay=0s"}},
 	{name: "everything named", set: []string{
 		"fullnameOverride=mt", "serviceAccount.create=false", "serviceAccount.name=mt-sa",
 		"issuer.clusterResourceNamespace=vault-config", "issuer.issuerNamespaces={team-a,team-b}",
@@ -47,6 +48,7 @@ var toggles = []toggle{
 		"syncer.watchNamespaces={istio-system,istio-canary}", "syncer.targetNamespaces={istio-system,istio-canary}",
 		"syncer.secretName=plugged-ca", "image.digest=sha256:" + strings.Repeat("a", 64),
 		"extraArgs={--zap-stacktrace-level=panic}", "logging.format=console", "logging.level=debug",
+		"issuer.crlRefreshInterval=30s", "syncer.crlPropagationDelay=10m",
 	}},
 }
 
@@ -447,6 +449,8 @@ func TestRenderRejectsBadValues(t *testing.T) {
 		{[]string{"replicas=2"}, "additional properties 'replicas' not allowed"},
 		{[]string{"issuer.vaultTimeout=30"}, "/issuer/vaultTimeout"},
 		{[]string{"syncer.workloadCertTTL=0s"}, "/syncer/workloadCertTTL"},
+		{[]string{"syncer.crlPropagationDelay=5"}, "/syncer/crlPropagationDelay"},
+		{[]string{"issuer.crlRefreshInterval=-1m"}, "/issuer/crlRefreshInterval"},
 		{[]string{"syncer.targetNamespaces={*}"}, "/syncer/targetNamespaces/0"},
 		{[]string{"syncer.watchNamespaces=null"}, "missing property 'watchNamespaces'"},
 		{[]string{"issuer.vaultServiceAccounts={Bad_Name}"}, "/issuer/vaultServiceAccounts/0"},

@@ -178,13 +178,16 @@ func (s *story) run(ctx context.Context) error {
 	}
 	s.checkSharedRoot(cas["kind2"], cas["kind3"])
 	s.plugIn(ctx, "istiod signs with meshtrust's intermediate", "kind2", "kind3")
-	s.status(ctx, "kind2", "kind3")
+	s.status(ctx, "status healthy, 2×2 trust matrix all yes", true, "kind2", "kind3")
 	s.crossClusterMTLS(ctx, "kind2", "kind3", "cross-cluster mTLS with secure naming")
 	s.isolation(ctx, cas["kind2"])
 	if err := s.rotate(ctx); err != nil {
 		return err
 	}
 	if err := s.lateJoin(ctx); err != nil {
+		return err
+	}
+	if err := s.compromised(ctx); err != nil {
 		return err
 	}
 	s.memory(" at the end")
@@ -355,6 +358,11 @@ func (s *story) waitCACerts(ctx context.Context, names ...string) (map[string]*w
 			if err := mesh.ReadyAt(crt, 0); err != nil {
 				return fmt.Errorf("%s: Certificate %s/%s: %w", n, crt.Namespace, crt.Name, err)
 			}
+			// ca-crl.pem follows once every enrolled cluster has published
+			// its intermediate's CRL in Vault (the syncer's CRLSynced).
+			if err := mesh.CRLSynced(crt); err != nil {
+				return fmt.Errorf("%s: Certificate %s/%s: %w", n, crt.Namespace, crt.Name, err)
+			}
 			cas[n] = ca
 		}
 		return nil
@@ -367,7 +375,7 @@ func (s *story) waitCACerts(ctx context.Context, names ...string) (map[string]*w
 		return nil, fmt.Errorf("waiting for cacerts: %w", err)
 	}
 	for _, n := range names {
-		s.say("  %s cacerts: intermediate serial %x, not after %s, name constraint %v", n, cas[n].Cert.SerialNumber, cas[n].Cert.NotAfter.UTC().Format(time.RFC3339), cas[n].Cert.PermittedURIDomains)
+		s.say("  %s cacerts: intermediate serial %x, not after %s, name constraint %v; ca-crl.pem: %s", n, cas[n].Cert.SerialNumber, cas[n].Cert.NotAfter.UTC().Format(time.RFC3339), cas[n].Cert.PermittedURIDomains, s.crlSummary(ctx, n))
 	}
 	return cas, nil
 }
@@ -394,8 +402,9 @@ func rootOf(ca *workload.CA) *x509.Certificate {
 }
 
 // status prints `meshtrust status` for the given contexts and checks it
-// exits 0 (everything healthy, the trust matrix all yes).
-func (s *story) status(ctx context.Context, names ...string) {
+// exits 0 (everything healthy, the trust matrix all yes), or, when healthy
+// is false, 1 with only the first context unhealthy.
+func (s *story) status(ctx context.Context, check string, healthy bool, names ...string) {
 	args := []string{"status", "--kubeconfig", s.owner.Kubeconfig}
 	for _, n := range names {
 		args = append(args, "--context", n)
@@ -404,10 +413,16 @@ func (s *story) status(ctx context.Context, names ...string) {
 	out, code := s.cli(ctx, args...)
 	s.indent(out)
 	var err error
-	if code != 0 {
+	detail := "exit 0"
+	switch {
+	case healthy && code != 0:
 		err = fmt.Errorf("meshtrust status exited %d", code)
+	case !healthy && (code != 1 || !strings.Contains(out, "UNHEALTHY: "+names[0]+"\n") || !strings.Contains(out, "is revoked")):
+		err = fmt.Errorf("meshtrust status exited %d; want 1 naming %s alone, its intermediate revoked", code, names[0])
+	case !healthy:
+		detail = "exit 1, UNHEALTHY: " + names[0]
 	}
-	s.check(fmt.Sprintf("status healthy, %d×%d trust matrix all yes", len(names), len(names)), err, "exit 0")
+	s.check(check, err, detail)
 }
 
 // plugIn restarts the istiods of the clusters named, which started before
@@ -431,11 +446,13 @@ func (s *story) plugIn(ctx context.Context, check string, names ...string) {
 // handshake has the client workload (its certificate and published bundle
 // from its cluster's istiod) call the server workload over mutual TLS 1.3.
 // Each side verifies the other against the istio-ca-root-cert of its own
-// cluster and checks the peer's SPIFFE ID.
+// cluster and, as Envoy does, every CA of the peer's chain against the
+// CRLs its istiod publishes in istio-ca-crl, and checks the peer's SPIFFE
+// ID.
 func (s *story) handshake(ctx context.Context, client *mesh.Served, clientCluster string, server *mesh.Served, serverCluster string) (workload.Seen, error) {
 	return workload.Handshake(ctx,
-		workload.Peer{Cert: server.Identity.Cert, Roots: server.Roots.Pool, Expect: s.agents[clientCluster].ID()},
-		workload.Peer{Cert: client.Identity.Cert, Roots: client.Roots.Pool, Expect: s.agents[serverCluster].ID()})
+		workload.Peer{Cert: server.Identity.Cert, Roots: server.Roots.Pool, CRLs: server.CRLs, Expect: s.agents[clientCluster].ID()},
+		workload.Peer{Cert: client.Identity.Cert, Roots: client.Roots.Pool, CRLs: client.CRLs, Expect: s.agents[serverCluster].ID()})
 }
 
 // crossClusterMTLS has from's workload call to's, both with certificates
@@ -476,7 +493,7 @@ func (s *story) isolation(ctx context.Context, kind2 *workload.CA) {
 		s.check(name, err, "")
 		return
 	}
-	if _, err = workload.Verify(cert.Certificate, roots.Pool, forged, time.Now()); err == nil {
+	if _, err = workload.Verify(cert.Certificate, roots.Pool, nil, forged, time.Now()); err == nil {
 		s.check(name, errors.New("kind3 accepted a kind3 identity signed by kind2's intermediate"), "")
 		return
 	}
@@ -621,7 +638,7 @@ func (s *story) lateJoin(ctx context.Context) error {
 		return err
 	}
 	s.plugIn(ctx, "late joiner's istiod signs with its intermediate", "kind1")
-	s.status(ctx, "kind1", "kind2", "kind3")
+	s.status(ctx, "status healthy, 3×3 trust matrix all yes", true, "kind1", "kind2", "kind3")
 	s.crossClusterMTLS(ctx, "kind1", "kind3", "late joiner: cross-cluster mTLS from kind1's istiod")
 	var changed []string
 	for _, n := range []string{"kind2", "kind3"} {
@@ -663,4 +680,96 @@ func (s *story) export(ctx context.Context) {
 func firstLine(err error) string {
 	line, _, _ := strings.Cut(err.Error(), "\n")
 	return line
+}
+
+// compromised is the last step: kind1 is compromised, the Vault owner
+// revokes its intermediate, and every other cluster's proxies (the verifier
+// that checks CRLs as Envoy does, fed by each istiod's istio-ca-crl) refuse
+// kind1's workloads, while kind2 and kind3 keep talking. It measures the
+// time from the revoke command until the last cluster refuses.
+func (s *story) compromised(ctx context.Context) error {
+	const refusedCheck = "a compromised cluster's workloads are refused mesh-wide"
+	victim, peers := "kind1", []string{"kind2", "kind3"}
+	// kind1's workload holds a certificate its istiod signed before.
+	stolen, err := s.serve(ctx, victim)
+	if err != nil {
+		return err
+	}
+	s.say("a cluster is compromised: meshtrust vault revoke --cluster %s (its intermediate serial %x); kind2's and kind3's proxies check CRLs as Envoy does",
+		victim, stolen.Intermediate().SerialNumber)
+
+	// Each peer's verifier is polled from the moment the command starts.
+	type refusal struct {
+		peer  string
+		after time.Duration
+		why   string
+	}
+	began := time.Now()
+	refusals := make(chan refusal, len(peers))
+	pollCtx, stopPolling := context.WithTimeout(ctx, 2*time.Minute)
+	defer stopPolling()
+	for _, peer := range peers {
+		go func() {
+			err := lab.WaitEvery(pollCtx, 2*time.Minute, 20*time.Millisecond, func(ctx context.Context) error {
+				crls, err := istio.PublishedCRLs(ctx, s.lab.Cluster(peer).Clientset, namespace)
+				if err != nil {
+					return err
+				}
+				roots, err := istio.PublishedRoots(ctx, s.lab.Cluster(peer).Clientset, namespace)
+				if err != nil {
+					return err
+				}
+				if _, err := workload.Verify(stolen.Identity.Cert.Certificate, roots.Pool, crls, s.agents[victim].ID(), time.Now()); err != nil {
+					refusals <- refusal{peer: peer, after: time.Since(began), why: err.Error()}
+					return nil
+				}
+				return errors.New("still accepted")
+			})
+			if err != nil {
+				refusals <- refusal{peer: peer, why: "never refused: " + err.Error()}
+			}
+		}()
+	}
+	out, code := s.cli(ctx, "vault", "revoke", "--cluster", victim, "--kubeconfig", s.owner.Kubeconfig,
+		"--context", "kind1", "--context", "kind2", "--context", "kind3")
+	s.indent(out)
+	var errs []error
+	if code != 0 {
+		errs = append(errs, fmt.Errorf("meshtrust vault revoke exited %d", code))
+	}
+	var last time.Duration
+	for range peers {
+		r := <-refusals
+		if r.after == 0 || !strings.Contains(r.why, "certificate revoked") {
+			errs = append(errs, fmt.Errorf("%s: %s", r.peer, r.why))
+			continue
+		}
+		s.say("  %s refuses %s's workload %s after the revoke command began: %s", r.peer, victim, r.after.Round(time.Millisecond), r.why)
+		last = max(last, r.after)
+	}
+	detail := fmt.Sprintf("revoke command to the last cluster refusing: %s", last.Round(time.Millisecond))
+	if len(errs) == 0 {
+		s.say("  from the revoke command to the last cluster refusing %s: %s (the lab has no kubelet delay; in a cluster add its volume sync, about a minute)", victim, last.Round(time.Millisecond))
+	}
+	s.check(refusedCheck, errors.Join(errs...), detail)
+	s.crossClusterMTLS(ctx, "kind2", "kind3", "the others keep talking after the revocation")
+	s.status(ctx, "after the revocation: status names kind1's intermediate revoked", false, "kind1", "kind2", "kind3")
+	return nil
+}
+
+// crlSummary names the issuers of the CRLs in the cluster's ca-crl.pem.
+func (s *story) crlSummary(ctx context.Context, name string) string {
+	secret, err := mesh.CACerts(ctx, s.lab.Cluster(name))
+	if err != nil {
+		return err.Error()
+	}
+	crls, err := pki.DecodeCRLs(secret.Data[pki.CRLKey], pki.MaxCRLBundlePEMSize)
+	if err != nil {
+		return err.Error()
+	}
+	var issuers []string
+	for _, c := range crls {
+		issuers = append(issuers, c.Issuer.CommonName)
+	}
+	return fmt.Sprintf("CRLs of %s", strings.Join(issuers, ", "))
 }

@@ -36,6 +36,9 @@ func TestFederation(t *testing.T) {
 		"late joiner: cross-cluster mTLS from kind1's istiod",
 		"joining does not disturb members",
 		"cacerts exported as istiod mounts them",
+		"a compromised cluster's workloads are refused mesh-wide",
+		"the others keep talking after the revocation",
+		"after the revocation: status names kind1's intermediate revoked",
 	}
 	if len(result.Checks) != len(want) {
 		t.Fatalf("ran %d checks, want %d:\n%s", len(result.Checks), len(want), summary.String())

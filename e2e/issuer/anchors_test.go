@@ -4,19 +4,24 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 
 	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/pki/pkitest"
+	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+	"github.com/meshtrust/meshtrust/issuer/vault"
 )
 
 // TestTrustAnchors proves on the real Vault that ca.crt lists the roots
@@ -24,7 +29,10 @@ import (
 // imported into the mount by other means (with its key, so Vault could even
 // sign with it) never reaches ca.crt, while a second root bootstrap adds
 // does, for clusters on either root, as a root rotation needs; once
-// retire-root deletes the old root, ca.crt holds the new one alone.
+// retire-root deletes the old root, ca.crt holds the new one alone. The CRLs
+// follow the same anchors: the issuer's Vault client (which hands the
+// syncer the CRLs for ca-crl.pem) and the CLI's (status, revoke) read the
+// CRLs of exactly those roots, never of a stray.
 func TestTrustAnchors(t *testing.T) {
 	e := getEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -106,10 +114,56 @@ func TestTrustAnchors(t *testing.T) {
 		})
 	}
 
+	// crlsOf names the issuers whose CRLs each side reads for ref.
+	m, err := vault.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerVault, err := vault.NewClient(vault.Config{Address: e.lab.Vault.Addr,
+		Auth: vault.TokenAuth(func(context.Context) (string, error) { return tok.Auth.ClientToken, nil })}, m, clock.RealClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliVault, err := vaultadmin.NewClient(vaultadmin.ClientConfig{Addr: e.lab.Vault.Addr, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCRLs := func(ref string, want ...string) {
+		t.Helper()
+		ics, err := issuerVault.IssuerCRLs(ctx, mount, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ic := range ics {
+			if !pki.CRLIssuedBy(ic.CRL, ic.Cert) {
+				t.Errorf("the CRL read for %s is not its own", ic.Cert.Subject.CommonName)
+			}
+			got = append(got, ic.Cert.Subject.CommonName)
+		}
+		slices.Sort(got)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("the issuer reads the CRLs of %v for issuer %s; want those of the trust anchors %v, never a stray's", got, ref, want)
+		}
+		fetched, err := vaultadmin.FetchCRLs(ctx, cliVault, mount, "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cli []string
+		for _, ic := range fetched {
+			cli = append(cli, ic.Cert.Subject.CommonName)
+		}
+		slices.Sort(cli)
+		if strings.Join(cli, ",") != strings.Join(want, ",") {
+			t.Errorf("status and revoke read the CRLs of %v; the issuer those of %v", cli, want)
+		}
+	}
+
 	on1 := issuerOn("anchors-1")
 	if got := caOf(on1); strings.Join(got, ",") != "anchors root 1" {
 		t.Fatalf("ca.crt lists %v; want only the root bootstrap made, never a stray self-signed issuer of the mount", got)
 	}
+	wantCRLs("anchors-1", "anchors root 1")
 
 	// A second root, added as a root rotation adds it: both clusters' ca.crt
 	// list both roots, their own signing root first; the strays never.
@@ -117,11 +171,14 @@ func TestTrustAnchors(t *testing.T) {
 	waitCA(on1, "anchors root 1", "anchors root 2")
 	on2 := issuerOn("anchors-2")
 	waitCA(on2, "anchors root 2", "anchors root 1")
+	wantCRLs("anchors-1", "anchors root 1", "anchors root 2")
+	wantCRLs("anchors-2", "anchors root 1", "anchors root 2")
 
 	// Retired, root 1 leaves every chain.
 	cli("vault", "bootstrap", "--issuer-name", "anchors-2")
 	cli("vault", "retire-root", "--issuer-name", "anchors-1", "--force")
 	waitCA(on2, "anchors root 2")
+	wantCRLs("anchors-2", "anchors root 2")
 	s, err := e.vault.Logical().ReadWithContext(ctx, mount+"/issuer/anchors-2")
 	if err != nil || s == nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/e2e/mesh"
 	"github.com/meshtrust/meshtrust/issuer"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
 )
@@ -273,30 +274,11 @@ func (e *env) stop() {
 // counter sums a counter family's samples whose labels include want.
 func (e *env) counter(t testing.TB, name string, want map[string]string) float64 {
 	t.Helper()
-	families, err := e.registry.Gather()
+	n, err := mesh.Counter(e.registry, name, want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
-	for _, mf := range families {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue metric
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	return n
 }
 
 // eventually polls cond every 100ms until it holds or timeout passes.

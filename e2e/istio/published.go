@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -62,4 +63,42 @@ func PublishedCRL(ctx context.Context, kube kubernetes.Interface, namespace stri
 		return nil, fmt.Errorf("ConfigMap %s/%s has no %s", namespace, CRLConfigMap, CRLKey)
 	}
 	return []byte(crl), nil
+}
+
+// PublishedCRLs reads and parses the CRLs istiod published in namespace's
+// istio-ca-crl: what a proxy there checks its peers against. None (no
+// ConfigMap, or an empty one) means the proxy checks no CRL.
+func PublishedCRLs(ctx context.Context, kube kubernetes.Interface, namespace string) ([]*x509.RevocationList, error) {
+	text, err := PublishedCRL(ctx, kube, namespace)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	crls, err := pki.DecodeCRLs(text, pki.MaxCRLBundlePEMSize)
+	if err != nil {
+		return nil, fmt.Errorf("ConfigMap %s/%s: %w", namespace, CRLConfigMap, err)
+	}
+	return crls, nil
+}
+
+// ProxyTrust is what a proxy in a namespace checks its peers against, as
+// istiod published it: the trust bundle and the CRLs (none: no CRL check).
+type ProxyTrust struct {
+	Roots *Bundle
+	CRLs  []*x509.RevocationList
+}
+
+// PublishedTrust reads both of namespace's ConfigMaps.
+func PublishedTrust(ctx context.Context, kube kubernetes.Interface, namespace string) (*ProxyTrust, error) {
+	roots, err := PublishedRoots(ctx, kube, namespace)
+	if err != nil {
+		return nil, err
+	}
+	crls, err := PublishedCRLs(ctx, kube, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return &ProxyTrust{Roots: roots, CRLs: crls}, nil
 }

@@ -29,11 +29,14 @@ func Workload(c *lab.Cluster, ns, sa string) (*istio.Agent, error) {
 	}), nil
 }
 
-// Served is what istiod hands out: a fresh workload certificate and the
-// bundle it publishes in that workload's namespace.
+// Served is what istiod hands out: a fresh workload certificate, and the
+// bundle and CRLs it publishes in that workload's namespace.
 type Served struct {
 	Identity *istio.Identity
 	Roots    *istio.Bundle
+	// CRLs are istio-ca-crl's, which the workload's proxy checks peers
+	// against; none when istiod publishes none.
+	CRLs []*x509.RevocationList
 }
 
 // Intermediate is the CA that signed the workload certificate, nil when a
@@ -66,7 +69,11 @@ func Serve(ctx context.Context, c *lab.Cluster, agent *istio.Agent, ns string) (
 	if _, err := id.Cert.Leaf.Verify(x509.VerifyOptions{Roots: roots.Pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, fmt.Errorf("%s: istiod's certificate does not verify with its own %s: %w", c.Name, istio.RootCertConfigMap, err)
 	}
-	return &Served{Identity: id, Roots: roots}, nil
+	crls, err := istio.PublishedCRLs(ctx, c.Clientset, ns)
+	if err != nil {
+		return nil, err
+	}
+	return &Served{Identity: id, Roots: roots, CRLs: crls}, nil
 }
 
 // WaitIstiodTakes waits until c's istiod has taken the cluster's current

@@ -35,6 +35,7 @@ import (
 	cliapp "github.com/meshtrust/meshtrust/cmd/meshtrust/app"
 	"github.com/meshtrust/meshtrust/e2e/istio"
 	"github.com/meshtrust/meshtrust/e2e/lab"
+	"github.com/meshtrust/meshtrust/syncer"
 	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
@@ -162,9 +163,21 @@ func ControllerOptions(logger logr.Logger) controllerapp.Options {
 	opts.InProcess = true
 	opts.MetricsRegistry = prometheus.NewRegistry()
 	opts.Issuer.ClusterResourceNamespace = ControllerNamespace
+	opts.Syncer.CRLNamespace = ControllerNamespace
+	// The lab's clusters have no kubelet delay: a CRL published in Vault
+	// reaches the others' istio-ca-crl within one refresh (plus
+	// milliseconds), so a new intermediate waits a little longer than that.
+	opts.Issuer.CRLRefreshInterval = CRLRefreshInterval
+	opts.Syncer.CRLPropagationDelay = CRLPropagationDelay
 	opts.Tune = func(o *ctrl.Options) { o.Logger = logger }
 	return opts
 }
+
+// The lab's CRL timings (production defaults: a minute, five minutes).
+const (
+	CRLRefreshInterval  = 2 * time.Second
+	CRLPropagationDelay = 5 * time.Second
+)
 
 // Controllers is meshtrust's issuer and syncer running for one cluster in
 // this process.
@@ -270,20 +283,50 @@ func ReadyAt(crt *cmapi.Certificate, rev int) error {
 	return nil
 }
 
+// CRLSynced says why the syncer does not report crt's ca-crl.pem complete
+// yet (its CRLSynced condition), or nil once it does.
+func CRLSynced(crt *cmapi.Certificate) error {
+	if apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: syncer.ConditionCRLSynced, Status: cmmeta.ConditionTrue}) {
+		return nil
+	}
+	c := apiutil.GetCertificateCondition(crt, syncer.ConditionCRLSynced)
+	if c == nil {
+		return fmt.Errorf("no %s condition yet", syncer.ConditionCRLSynced)
+	}
+	return fmt.Errorf("%s=%s: %s: %s", syncer.ConditionCRLSynced, c.Status, c.Reason, c.Message)
+}
+
 // CounterTotal is the sum of every series of the counter called name that g
 // gathers (0 when there is none), e.g. meshtrust_cacerts_sync_total from a
 // manager's registry.
 func CounterTotal(g prometheus.Gatherer, name string) (float64, error) {
+	return Counter(g, name, nil)
+}
+
+// Counter is the sum of the series of the counter called name whose labels
+// include want.
+func Counter(g prometheus.Gatherer, name string, want map[string]string) (float64, error) {
 	mfs, err := g.Gather()
 	if err != nil {
 		return 0, fmt.Errorf("gathering metrics: %w", err)
 	}
 	var n float64
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				n += m.GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
 			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			n += m.GetCounter().GetValue()
 		}
 	}
 	return n, nil

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -228,7 +227,7 @@ func (tr *meshTraffic) stop() {
 }
 
 func (e *env) meshRound(ctx context.Context, tr *meshTraffic, holders []*holder) {
-	pools := map[string]*x509.CertPool{}
+	trusts := map[string]*istio.ProxyTrust{}
 	for _, h := range holders {
 		if h.id == nil || time.Now().After(h.renewAt) {
 			id, err := h.agent.Certificate(ctx)
@@ -241,7 +240,7 @@ func (e *env) meshRound(ctx context.Context, tr *meshTraffic, holders []*holder)
 			}
 			h.id, h.renewAt = id, time.Now().Add(id.Cert.Leaf.NotAfter.Sub(time.Now())/2)
 		}
-		b, err := istio.PublishedRoots(ctx, e.lab.Cluster(h.cluster).Clientset, workloadNamespace)
+		pt, err := istio.PublishedTrust(ctx, e.lab.Cluster(h.cluster).Clientset, workloadNamespace)
 		if ctx.Err() != nil {
 			return
 		}
@@ -249,14 +248,14 @@ func (e *env) meshRound(ctx context.Context, tr *meshTraffic, holders []*holder)
 			tr.record("", "", fmt.Errorf("%s: %w", h.cluster, err))
 			return
 		}
-		pools[h.cluster] = b.Pool
+		trusts[h.cluster] = pt
 	}
 	for _, from := range holders {
 		for _, to := range holders {
 			if from == to {
 				continue
 			}
-			err := call(ctx, from.id.Cert, workloadOf(from.cluster), pools[from.cluster], to.id.Cert, workloadOf(to.cluster), pools[to.cluster])
+			err := call(ctx, from.id.Cert, workloadOf(from.cluster), trusts[from.cluster], to.id.Cert, workloadOf(to.cluster), trusts[to.cluster])
 			if ctx.Err() != nil {
 				return
 			}

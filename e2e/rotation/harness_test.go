@@ -62,8 +62,9 @@ type env struct {
 	agents      map[string]*istio.Agent
 	controllers map[string]*mesh.Controllers
 
-	mu    sync.Mutex
-	roots map[string]string // SHA-256 fingerprint -> "root-1", "root-2"
+	mu        sync.Mutex
+	roots     map[string]string            // SHA-256 fingerprint -> "root-1", "root-2"
+	rootCerts map[string]*x509.Certificate // "root-1" -> its certificate
 }
 
 func newEnv(t testing.TB, clusters ...string) *env {
@@ -80,7 +81,7 @@ func newEnvWith(t testing.TB, opts lab.Options, limit time.Duration) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	t.Cleanup(cancel)
 	l := lab.New(t, opts)
-	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{},
+	e := &env{t: t, ctx: ctx, lab: l, began: began, roots: map[string]string{}, rootCerts: map[string]*x509.Certificate{},
 		agents: map[string]*istio.Agent{}, controllers: map[string]*mesh.Controllers{}}
 	e.logf("lab up: Vault %s, clusters %s, an istiod in each", l.Vault.Addr, strings.Join(clusters, ", "))
 	for _, n := range clusters {
@@ -187,6 +188,7 @@ func (e *env) registerRoot(ref, name string) *x509.Certificate {
 	}
 	e.mu.Lock()
 	e.roots[pki.Fingerprint(certs[0])] = name
+	e.rootCerts[name] = certs[0]
 	e.mu.Unlock()
 	e.logf("  %s = Vault issuer %s, CN=%q, sha256 %s…", name, ref, certs[0].Subject.CommonName, pki.Fingerprint(certs[0])[:16])
 	return certs[0]
@@ -201,6 +203,20 @@ func (e *env) name(c *x509.Certificate) string {
 		return n
 	}
 	return "unknown:" + fp[:12]
+}
+
+// crlRoots names the known roots that crls hold a CRL of, sorted.
+func (e *env) crlRoots(crls []*x509.RevocationList) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for name, c := range e.rootCerts {
+		if slices.ContainsFunc(crls, func(crl *x509.RevocationList) bool { return pki.CRLIssuedBy(crl, c) }) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (e *env) names(certs []*x509.Certificate) []string {
@@ -322,6 +338,8 @@ type clusterState struct {
 	ChainRoot   *x509.Certificate
 	Serial      string
 	Annotations map[string]string
+	// CRLs are ca-crl.pem's.
+	CRLs []*x509.RevocationList
 }
 
 func (e *env) readState(ctx context.Context, name string) (*clusterState, error) {
@@ -341,8 +359,14 @@ func (e *env) readState(ctx context.Context, name string) (*clusterState, error)
 	if !pki.IsSelfSigned(top) {
 		return nil, fmt.Errorf("%s: cert-chain.pem does not end with a root", name)
 	}
+	var crls []*x509.RevocationList
+	if len(sec.Data[pki.CRLKey]) > 0 {
+		if crls, err = pki.DecodeCRLs(sec.Data[pki.CRLKey], pki.MaxCRLBundlePEMSize); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", name, pki.CRLKey, err)
+		}
+	}
 	return &clusterState{Name: name, CA: ca, Bundle: bundle, BundlePEM: sec.Data[pki.RootCertKey], ChainRoot: top,
-		Serial: ca.Cert.SerialNumber.Text(16), Annotations: sec.Annotations}, nil
+		Serial: ca.Cert.SerialNumber.Text(16), Annotations: sec.Annotations, CRLs: crls}, nil
 }
 
 func (e *env) mustState(name string) *clusterState {
@@ -515,13 +539,14 @@ func (e *env) revision(name string) int {
 }
 
 // call has a workload holding clientCert call one holding serverCert over
-// mutual TLS 1.3; each side verifies the other against the bundle its own
-// cluster's istiod published and checks the peer's SPIFFE ID.
-func call(ctx context.Context, clientCert tls.Certificate, clientID string, clientRoots *x509.CertPool,
-	serverCert tls.Certificate, serverID string, serverRoots *x509.CertPool) error {
+// mutual TLS 1.3; each side verifies the other as its proxy would, against
+// what its own cluster's istiod published (the bundle, and the CRLs as
+// Envoy checks them), and checks the peer's SPIFFE ID.
+func call(ctx context.Context, clientCert tls.Certificate, clientID string, clientTrust *istio.ProxyTrust,
+	serverCert tls.Certificate, serverID string, serverTrust *istio.ProxyTrust) error {
 	_, err := workload.Handshake(ctx,
-		workload.Peer{Cert: serverCert, Roots: serverRoots, Expect: clientID},
-		workload.Peer{Cert: clientCert, Roots: clientRoots, Expect: serverID})
+		workload.Peer{Cert: serverCert, Roots: serverTrust.Roots.Pool, CRLs: serverTrust.CRLs, Expect: clientID},
+		workload.Peer{Cert: clientCert, Roots: clientTrust.Roots.Pool, CRLs: clientTrust.CRLs, Expect: serverID})
 	return err
 }
 
@@ -550,7 +575,8 @@ func (e *env) serve(ctx context.Context, cluster string) (*mesh.Served, error) {
 // servedCall has from's workload call to's, both with what their istiods
 // just handed out.
 func servedCall(ctx context.Context, from, to string, a, b *mesh.Served) error {
-	return call(ctx, a.Identity.Cert, workloadOf(from), a.Roots.Pool, b.Identity.Cert, workloadOf(to), b.Roots.Pool)
+	return call(ctx, a.Identity.Cert, workloadOf(from), &istio.ProxyTrust{Roots: a.Roots, CRLs: a.CRLs},
+		b.Identity.Cert, workloadOf(to), &istio.ProxyTrust{Roots: b.Roots, CRLs: b.CRLs})
 }
 
 // chainRoot is the root at the end of the chain istiod returned (its

@@ -394,11 +394,11 @@ func (e *env) staleCalls(stale map[string]tls.Certificate) []error {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		fromRoots, err := istio.PublishedRoots(e.ctx, e.lab.Cluster(from).Clientset, workloadNamespace)
+		fromTrust, err := istio.PublishedTrust(e.ctx, e.lab.Cluster(from).Clientset, workloadNamespace)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		err = call(e.ctx, stale[from], workloadOf(from), fromRoots.Pool, fresh.Identity.Cert, workloadOf(to), fresh.Roots.Pool)
+		err = call(e.ctx, stale[from], workloadOf(from), fromTrust, fresh.Identity.Cert, workloadOf(to), &istio.ProxyTrust{Roots: fresh.Roots, CRLs: fresh.CRLs})
 		if err != nil {
 			err = fmt.Errorf("baseline %s -> fresh %s: %w", from, to, err)
 		}

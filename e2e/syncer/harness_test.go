@@ -227,11 +227,14 @@ func waitCACertsFromSource(t *testing.T, c *lab.Cluster, ns string, timeout time
 }
 
 // assertWhole checks that cacerts is one complete, self-consistent bundle
-// that istiod would load: never a mix of two revisions.
+// that istiod would load: never a mix of two revisions, and a ca-crl.pem,
+// once the VaultClusterIssuer hands it CRLs, with a CRL of every CA of the
+// chain (istiod refuses one without).
 func assertWhole(t *testing.T, s *corev1.Secret, now time.Time) *pki.Bundle {
 	t.Helper()
-	if len(s.Data) != 4 {
-		t.Fatalf("cacerts has %d keys", len(s.Data))
+	_, hasCRL := s.Data[pki.CRLKey]
+	if want := 4 + boolInt(hasCRL); len(s.Data) != want {
+		t.Fatalf("cacerts has %d keys, want %d", len(s.Data), want)
 	}
 	b, err := pki.ParseIstio(s.Data)
 	if err != nil {
@@ -247,7 +250,23 @@ func assertWhole(t *testing.T, s *corev1.Secret, now time.Time) *pki.Bundle {
 	if !bytes.Equal(chain[0].Raw, b.Cert.Raw) {
 		t.Fatal("cert-chain.pem does not start with ca-cert.pem: mixed bundle")
 	}
+	if hasCRL {
+		crls, err := pki.DecodeCRLs(s.Data[pki.CRLKey], pki.MaxCRLBundlePEMSize)
+		if err != nil {
+			t.Fatalf("ca-crl.pem does not parse: %v", err)
+		}
+		if missing := pki.MissingCRLs(chain, crls); len(missing) > 0 {
+			t.Fatalf("ca-crl.pem has no CRL of %q: istiod would refuse this cacerts", missing[0].Subject.String())
+		}
+	}
 	return b
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // renew asks cert-manager to re-issue ns/istio-ca, as `cmctl renew` does.

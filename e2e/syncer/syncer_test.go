@@ -7,6 +7,7 @@ package syncer_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -57,9 +58,21 @@ func TestSyncerOnLab(t *testing.T) {
 		intermediate(ctx, t, c, spec, "layout", nil)
 		waitReady(t, c, "layout", 1)
 		cacerts, src := waitCACertsFromSource(t, c, "layout", 60*time.Second)
+		// The VaultClusterIssuer hands the syncer Vault's CRLs; ca-crl.pem
+		// follows the first write once they are there.
+		lab.Eventually(t, 60*time.Second, "ca-crl.pem in cacerts", func(ctx context.Context) error {
+			var err error
+			if cacerts, err = getSecret(ctx, c, "layout", "cacerts"); err != nil {
+				return err
+			}
+			if len(cacerts.Data[pki.CRLKey]) == 0 {
+				return errors.New("no ca-crl.pem yet")
+			}
+			return nil
+		})
 		b := assertWhole(t, cacerts, time.Now())
 
-		if got := strings.Join(keys(cacerts.Data), ","); got != "ca-cert.pem,ca-key.pem,cert-chain.pem,root-cert.pem" {
+		if got := strings.Join(keys(cacerts.Data), ","); got != "ca-cert.pem,ca-crl.pem,ca-key.pem,cert-chain.pem,root-cert.pem" {
 			t.Fatalf("keys = %s", got)
 		}
 		srcChain, _ := pki.DecodeCertificates(src.Data["tls.crt"], pki.MaxChainPEMSize)

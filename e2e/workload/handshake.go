@@ -17,6 +17,9 @@ type Peer struct {
 	Cert tls.Certificate
 	// Roots is the side's own cluster's root-cert.pem.
 	Roots *x509.CertPool
+	// CRLs are the side's own cluster's istio-ca-crl; none checks no
+	// revocation, as Envoy without a CRL file.
+	CRLs []*x509.RevocationList
 	// Expect is the SPIFFE ID the side requires of its peer.
 	Expect string
 }
@@ -40,7 +43,7 @@ func Handshake(ctx context.Context, server, client Peer) (Seen, error) {
 		Certificates: []tls.Certificate{server.Cert},
 		ClientAuth:   tls.RequireAnyClientCert,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, err := Verify(raw, server.Roots, server.Expect, now)
+			id, err := Verify(raw, server.Roots, server.CRLs, server.Expect, now)
 			seen.ServerSaw = id
 			return err
 		},
@@ -52,7 +55,7 @@ func Handshake(ctx context.Context, server, client Peer) (Seen, error) {
 		// the whole verification instead, as Envoy's SAN matcher does.
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, err := Verify(raw, client.Roots, client.Expect, now)
+			id, err := Verify(raw, client.Roots, client.CRLs, client.Expect, now)
 			seen.ClientSaw = id
 			return err
 		},

@@ -99,11 +99,12 @@ func Issue(ca *CA, id string, now time.Time, ttl time.Duration) (tls.Certificate
 	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
-// Verify checks a peer's certificate chain against roots and that the
-// leaf's only URI SAN is want. crypto/x509 enforces the intermediates'
-// name constraints, so an intermediate constrained to one trust domain
-// cannot vouch for another.
-func Verify(rawCerts [][]byte, roots *x509.CertPool, want string, now time.Time) (string, error) {
+// Verify checks a peer's certificate chain against roots, against crls as
+// Envoy does when it has any (CheckRevocation), and that the leaf's only
+// URI SAN is want. crypto/x509 enforces the intermediates' name
+// constraints, so an intermediate constrained to one trust domain cannot
+// vouch for another.
+func Verify(rawCerts [][]byte, roots *x509.CertPool, crls []*x509.RevocationList, want string, now time.Time) (string, error) {
 	if len(rawCerts) == 0 {
 		return "", errors.New("peer sent no certificate")
 	}
@@ -119,13 +120,19 @@ func Verify(rawCerts [][]byte, roots *x509.CertPool, want string, now time.Time)
 	for _, c := range certs[1:] {
 		intermediates.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{
+	chains, err := certs[0].Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: intermediates,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	})
+	if err != nil {
 		return "", fmt.Errorf("peer chain does not verify: %w", err)
+	}
+	if len(crls) > 0 {
+		if err := CheckRevocation(chains[0], crls, now); err != nil {
+			return "", fmt.Errorf("peer chain refused: %w", err)
+		}
 	}
 	if len(certs[0].URIs) != 1 {
 		return "", fmt.Errorf("peer certificate has %d URI SANs, want exactly 1", len(certs[0].URIs))

@@ -13,8 +13,12 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -166,6 +170,60 @@ func OptedInCertificates(ctx context.Context, c client.Client, annotation string
 		}
 	}
 	return out, nil
+}
+
+// AllContexts lists every context of the kubeconfig, sorted.
+func (k Kubeconfig) AllContexts() ([]string, error) {
+	raw, err := k.rules().Load()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", k.describe(), err)
+	}
+	out := make([]string, 0, len(raw.Contexts))
+	for name := range raw.Contexts {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// vaultClusterIssuers is meshtrust's cluster-scoped issuer kind, read
+// without its Go types: the CLI only annotates it.
+var vaultClusterIssuers = schema.GroupVersionKind{Group: "meshtrust.io", Version: "v1alpha1", Kind: "VaultClusterIssuerList"}
+
+// RequestCRLRefresh sets annotation=value on every VaultClusterIssuer of
+// the cluster, which makes each refresh its CRLs at once, and returns their
+// names. A cluster without meshtrust's CRD has none.
+func RequestCRLRefresh(ctx context.Context, c client.Client, annotation, value string) ([]string, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(vaultClusterIssuers)
+	if err := c.List(ctx, list); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing VaultClusterIssuers: %w", err)
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, annotation, value)
+	var names []string
+	for i := range list.Items {
+		item := &list.Items[i]
+		if err := c.Patch(ctx, item, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			return names, fmt.Errorf("annotating VaultClusterIssuer %s: %w", item.GetName(), err)
+		}
+		names = append(names, item.GetName())
+	}
+	return names, nil
+}
+
+// ReadConfigMapKey returns one key of a ConfigMap, "" when either is absent.
+func ReadConfigMapKey(ctx context.Context, cs kubernetes.Interface, namespace, name, key string) (string, error) {
+	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading ConfigMap %s/%s: %w", namespace, name, err)
+	}
+	return cm.Data[key], nil
 }
 
 // ManagedServiceAccounts lists, in every namespace, the ServiceAccounts

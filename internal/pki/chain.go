@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -143,6 +145,20 @@ func IssuerIn(c *x509.Certificate, candidates []*x509.Certificate) *x509.Certifi
 func Fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:])
+}
+
+// FormatSerial renders a serial number as Vault and openssl print it:
+// colon-separated hex bytes ("2f:a3:01").
+func FormatSerial(n *big.Int) string {
+	b := n.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
+	parts := make([]string, len(b))
+	for i, x := range b {
+		parts[i] = fmt.Sprintf("%02x", x)
+	}
+	return strings.Join(parts, ":")
 }
 
 // Fingerprints returns Fingerprint of each certificate, in order.

@@ -26,6 +26,17 @@ const (
 	CheckKeyUsage    Check = "key-usage"
 	CheckChainVerify Check = "chain-verify"
 	CheckLifetime    Check = "remaining-lifetime"
+
+	// CRL checks (crl.go).
+	CheckCRLSize      Check = "crl-size"
+	CheckCRLPEM       Check = "crl-pem"
+	CheckCRLParse     Check = "crl-parse"
+	CheckCRLIssuer    Check = "crl-issuer"
+	CheckCRLExpired   Check = "crl-expired"
+	CheckCRLTime      Check = "crl-time"
+	CheckCRLExtension Check = "crl-extension"
+	CheckCRLNumber    Check = "crl-number"
+	CheckCRLCoverage  Check = "crl-coverage"
 )
 
 // Error reports which check failed, on which Secret key, and the value that

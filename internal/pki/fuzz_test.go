@@ -77,3 +77,31 @@ func FuzzMergeRoots(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeCRLEntry checks that decoding CRLs and certificates never panics,
+// that every error names a check, and that what it accepts re-encodes to
+// the same CRLs.
+func FuzzDecodeCRLEntry(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	s := newSet(f, now)
+	crl := s.root.CRL(f, now, pkitest.CRLSpec{Revoked: []*x509.Certificate{s.inter.Cert}})
+	f.Add(pkitest.CRLPEM(crl))
+	f.Add(append(s.inter.PEM(), pkitest.CRLPEM(crl)...))
+	f.Add([]byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_, crls, err := DecodeCRLEntry(in, MaxCRLPEMSize)
+		if err != nil {
+			if CheckOf(err) == "" {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		again, err := DecodeCRLs(EncodeCRLs(crls...), MaxCRLBundlePEMSize)
+		if err != nil || !SameCRLs(crls, again) {
+			t.Fatalf("re-encoded CRLs do not decode to the same: %v", err)
+		}
+		for _, c := range crls {
+			_ = CheckCRL(c, s.root.Cert, now, "fuzz")
+		}
+	})
+}

@@ -11,6 +11,10 @@ const (
 	CertChainKey = "cert-chain.pem"
 	// RootCertKey holds every trusted root.
 	RootCertKey = "root-cert.pem"
+	// CRLKey holds the CRLs istiod publishes to every namespace
+	// (istio-ca-crl) and proxies check peers against; only the Istio
+	// layout carries it.
+	CRLKey = "ca-crl.pem"
 )
 
 // Key names of the kubernetes.io/tls layout, which is both what cert-manager

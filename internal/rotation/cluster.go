@@ -8,10 +8,14 @@ import (
 	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/internal/crlexchange"
 	"github.com/meshtrust/meshtrust/issuer/api/v1alpha1"
+	"github.com/meshtrust/meshtrust/syncer"
+	"github.com/meshtrust/meshtrust/syncer/decision"
 )
 
 // What rotate-root writes in a cluster: the VaultClusterIssuer's
@@ -74,6 +78,42 @@ func (m *member) issued(ctx context.Context, n Names, rev int) error {
 		return notYet("Certificate %s/%s revision %d not Ready", n.CertificateNamespace, n.CertificateName, revision(crt))
 	}
 	return nil
+}
+
+// heldForCRL returns the syncer's condition message while it holds the
+// Certificate's new intermediate back until its CRL has reached the other
+// clusters, "" otherwise.
+func (m *member) heldForCRL(ctx context.Context, n Names) (string, error) {
+	crt, err := m.certificate(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	c := apiutil.GetCertificateCondition(crt, syncer.ConditionCACertsSynced)
+	if c == nil || c.Status != cmmeta.ConditionFalse || c.Reason != decision.ReasonWaitingForCRL {
+		return "", nil
+	}
+	return c.Message, nil
+}
+
+// crlStatus reads the status of the CRL exchange ConfigMap of the
+// cluster's VaultClusterIssuer issuer, wherever its cluster resource
+// namespace is; ok is false when there is none: the cluster takes no part
+// in the exchange.
+func (m *member) crlStatus(ctx context.Context, issuer string) (s crlexchange.Status, ok bool, err error) {
+	var list corev1.ConfigMapList
+	if err := m.crc.List(ctx, &list, client.MatchingLabels{crlexchange.LabelKey: crlexchange.LabelValue}); err != nil {
+		return s, false, fmt.Errorf("listing the CRL exchange ConfigMaps: %w", err)
+	}
+	for _, cm := range list.Items {
+		if cm.Annotations[crlexchange.IssuerAnnotation] != issuer || cm.Data[crlexchange.KeyStatus] == "" {
+			continue
+		}
+		if s, err = crlexchange.DecodeStatus(cm.Data[crlexchange.KeyStatus]); err != nil {
+			return s, false, fmt.Errorf("ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+		}
+		return s, true, nil
+	}
+	return s, false, nil
 }
 
 // pending is a state not reached yet: poll again.

@@ -1,6 +1,7 @@
 package rotation
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshtrust/meshtrust/internal/kube"
 	"github.com/meshtrust/meshtrust/internal/pki"
 	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 	"github.com/meshtrust/meshtrust/internal/vaultcontract"
@@ -52,10 +54,12 @@ func DefaultNames() Names {
 }
 
 // rootCertConfigMap is what istiod publishes in every namespace, with its
-// trust bundle under rootCertKey.
+// trust bundle under rootCertKey; crlConfigMap holds its cacerts'
+// ca-crl.pem (PILOT_ENABLE_CA_CRL) under pki.CRLKey.
 const (
 	rootCertConfigMap = "istio-ca-root-cert"
 	rootCertKey       = "root-cert.pem"
+	crlConfigMap      = "istio-ca-crl"
 )
 
 // member is a cluster with its clients.
@@ -236,23 +240,32 @@ func (f *Fleet) readCluster(ctx context.Context, m *member, v *vaultState, view 
 		return fmt.Errorf("Secret %s %s: %w", target, chainKey, err)
 	}
 	view.ChainRoot = signer(chain, append(candidates, bundle...))
+	if view.CACertsCRLs, err = crlCover(cacerts.Data[pki.CRLKey], bundle, f.o.Now()); err != nil {
+		return fmt.Errorf("Secret %s %s: %w", target, pki.CRLKey, err)
+	}
 	if at, err := time.Parse(time.RFC3339, cacerts.Annotations[syncer.AnnotationRootsChangedAt]); err == nil {
 		view.GraceEnds = at.Add(settings.RootGrace)
 	}
 
 	if view.CheckIstiod {
-		cm, err := m.cs.CoreV1().ConfigMaps(names.IstioNamespace).Get(ctx, rootCertConfigMap, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			// No istiod has published yet: it trusts nothing we can see.
-		case err != nil:
-			return fmt.Errorf("reading ConfigMap %s/%s: %w", names.IstioNamespace, rootCertConfigMap, err)
-		default:
-			published, err := pki.DecodeCertificates([]byte(cm.Data[rootCertKey]), pki.MaxRootBundlePEMSize)
+		// Absent until istiod has published: it trusts nothing we can see,
+		// and its proxies check no CRL.
+		text, err := kube.ReadConfigMapKey(ctx, m.cs, names.IstioNamespace, rootCertConfigMap, rootCertKey)
+		if err != nil {
+			return err
+		}
+		if text != "" {
+			published, err := pki.DecodeCertificates([]byte(text), pki.MaxRootBundlePEMSize)
 			if err != nil {
 				return fmt.Errorf("ConfigMap %s/%s %s: %w", names.IstioNamespace, rootCertConfigMap, rootCertKey, err)
 			}
 			view.Published = pki.Fingerprints(published)
+			if text, err = kube.ReadConfigMapKey(ctx, m.cs, names.IstioNamespace, crlConfigMap, pki.CRLKey); err != nil {
+				return err
+			}
+			if view.PublishedCRLs, err = crlCover([]byte(text), published, f.o.Now()); err != nil {
+				return fmt.Errorf("ConfigMap %s/%s %s: %w", names.IstioNamespace, crlConfigMap, pki.CRLKey, err)
+			}
 		}
 	}
 
@@ -289,6 +302,28 @@ func refOf(ref string, v *vaultState, from, to string) Ref {
 // names reports whether ref is the root's issuer name or ID.
 func names(r *vaultadmin.RootInfo, ref string) bool {
 	return r != nil && (ref == r.IssuerName || ref == r.IssuerID)
+}
+
+// crlCover reads a CRL file: which of roots it holds a CRL of that is
+// valid at now. An empty file carries none.
+func crlCover(text []byte, roots []*x509.Certificate, now time.Time) (CRLCover, error) {
+	if len(bytes.TrimSpace(text)) == 0 {
+		return CRLCover{}, nil
+	}
+	crls, err := pki.DecodeCRLs(text, pki.MaxCRLBundlePEMSize)
+	if err != nil {
+		return CRLCover{}, err
+	}
+	c := CRLCover{Carried: len(crls) > 0}
+	for _, r := range roots {
+		for _, crl := range crls {
+			if pki.CheckCRL(crl, r, now, pki.CRLKey) == nil {
+				c.Roots = append(c.Roots, pki.Fingerprint(r))
+				break
+			}
+		}
+	}
+	return c, nil
 }
 
 func knownRoots(v *vaultState) []*x509.Certificate {

@@ -79,6 +79,10 @@ type ClusterView struct {
 	// false for a cluster that runs no istiod yet.
 	Published   []string
 	CheckIstiod bool
+	// CACertsCRLs and PublishedCRLs are the roots cacerts' ca-crl.pem and
+	// istiod's istio-ca-crl hold a valid CRL of: a proxy checking CRLs, as
+	// Envoy does, refuses a peer's chain to a root it has no CRL of.
+	CACertsCRLs, PublishedCRLs CRLCover
 	// GraceEnds is when the syncer drops the roots it keeps after ca.crt
 	// lost them (zero when it keeps none).
 	GraceEnds time.Time
@@ -86,10 +90,23 @@ type ClusterView struct {
 	Record *Record
 }
 
+// CRLCover is what one CRL file covers.
+type CRLCover struct {
+	// Carried is false when the file holds no CRL: proxies check none.
+	Carried bool
+	// Roots are the fingerprints of the roots it holds a valid CRL of.
+	Roots []string
+}
+
+// covers reports whether a proxy checking the file accepts chains to fp.
+func (c CRLCover) covers(fp string) bool { return !c.Carried || slices.Contains(c.Roots, fp) }
+
 // trusts reports whether root-cert.pem and (when checked) istiod's
-// published bundle hold fp.
+// published bundle hold fp, and the CRLs carried there cover it, so that
+// the cluster's proxies accept peers' chains to fp.
 func (v ClusterView) trusts(fp string) bool {
-	return fp != "" && slices.Contains(v.CACertsRoots, fp) && (!v.CheckIstiod || slices.Contains(v.Published, fp))
+	return fp != "" && slices.Contains(v.CACertsRoots, fp) && v.CACertsCRLs.covers(fp) &&
+		(!v.CheckIstiod || slices.Contains(v.Published, fp) && v.PublishedCRLs.covers(fp))
 }
 
 // distrusts reports whether neither root-cert.pem nor the published

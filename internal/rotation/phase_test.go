@@ -31,6 +31,19 @@ func TestClusterPhase(t *testing.T) {
 	halfMoved.PolicyRef = RefTo
 	noIstiod := unpublished
 	noIstiod.CheckIstiod = false
+	// With CRLs carried, a root counts as trusted only once its CRL is
+	// there too: a proxy checking CRLs refuses chains to a root it has no
+	// CRL of.
+	crlLagging := trusting
+	crlLagging.CACertsCRLs = CRLCover{Carried: true, Roots: a}
+	crlLagging.PublishedCRLs = CRLCover{Carried: true, Roots: ab}
+	notPublishedCRL := trusting
+	notPublishedCRL.CACertsCRLs = CRLCover{Carried: true, Roots: ab}
+	notPublishedCRL.PublishedCRLs = CRLCover{Carried: true, Roots: a}
+	withCRLs := notPublishedCRL
+	withCRLs.PublishedCRLs = CRLCover{Carried: true, Roots: ab}
+	retiredKeepingCRL := retired
+	retiredKeepingCRL.CACertsCRLs = CRLCover{Carried: true, Roots: ab}
 	for _, tc := range []struct {
 		name string
 		v    ClusterView
@@ -40,6 +53,10 @@ func TestClusterPhase(t *testing.T) {
 		{"both in root-cert.pem, istiod not yet publishing them", unpublished, NotStarted},
 		{"both in root-cert.pem, no istiod to check", noIstiod, BothTrusted},
 		{"trusts both", trusting, BothTrusted},
+		{"both in root-cert.pem, ca-crl.pem without the new root's CRL", crlLagging, NotStarted},
+		{"both in root-cert.pem and CRLs, istiod not yet publishing the new CRL", notPublishedCRL, NotStarted},
+		{"trusts both, with the CRLs of both", withCRLs, BothTrusted},
+		{"old root gone, its last CRL carried (harmless)", retiredKeepingCRL, OldRootRetired},
 		{"policy moved, issuerRef and intermediate not yet", halfMoved, BothTrusted},
 		{"moved", moved, IntermediatesMoved},
 		{"ca.crt dropped the old root, the syncer keeps it", dropped, OldRootDropped},

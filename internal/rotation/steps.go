@@ -7,12 +7,21 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshtrust/meshtrust/internal/crlexchange"
+	"github.com/meshtrust/meshtrust/internal/kube"
 	"github.com/meshtrust/meshtrust/internal/vaultadmin"
 )
 
 // do carries out one step and waits until what it changed shows.
 func (f *Fleet) do(ctx context.Context, s *Snapshot, st Step) error {
 	r := s.Roots
+	switch st.Kind {
+	case StepTrust, StepMove, StepMoveBack, StepDrop:
+		// Each renews a cluster's intermediate.
+		if err := f.peersTakeCRLs(ctx, s, st); err != nil {
+			return err
+		}
+	}
 	switch st.Kind {
 	case StepAddRoot:
 		return f.addRoot(ctx, st)
@@ -62,6 +71,10 @@ func (f *Fleet) addRoot(ctx context.Context, st Step) error {
 		return err
 	}
 	o.MaxIntermediateTTL = max
+	// The mount's CRL settings stay as bootstrap made them.
+	if o.CRLExpiry, o.CRLRebuildGrace, err = vaultadmin.MountCRLTimes(ctx, f.vault, f.o.Mount); err != nil {
+		return err
+	}
 	o.DefaultURLBase = f.vault.Addr
 	plan, err := vaultadmin.PlanBootstrap(ctx, f.vault, o)
 	if err != nil {
@@ -163,9 +176,75 @@ func (f *Fleet) grace(ctx context.Context, s *Snapshot, st Step) error {
 	})
 }
 
+// crlRefreshWait bounds how long peersTakeCRLs waits for a cluster's
+// issuer to refresh its CRLs when asked to: a running one does at once.
+const crlRefreshWait = 30 * time.Second
+
+// peersTakeCRLs checks, before a step renews the intermediate of the
+// step's cluster, that every other cluster taking part in the CRL exchange
+// still refreshes its CRLs: it asks each one's VaultClusterIssuers to
+// refresh now (crlexchange.RefreshAnnotation, as vault revoke does) and
+// waits for the exchange ConfigMap's status to answer that request. A
+// cluster carries a peer's new intermediate's CRL only once its own issuer
+// has read it from Vault, and a proxy checking CRLs refuses a chain with a
+// CA it has no CRL of; so with a cluster's controllers down, renewing any
+// other cluster would cut that pair's traffic. The rotation then stops
+// before the step, naming the cluster, having changed nothing.
+func (f *Fleet) peersTakeCRLs(ctx context.Context, s *Snapshot, st Step) error {
+	value := "rotate-root " + f.o.Now().UTC().Format(time.RFC3339Nano)
+	var asked []int
+	for i, m := range f.members {
+		if i == st.Cluster {
+			continue
+		}
+		if _, ok, err := m.crlStatus(ctx, s.Clusters[i].IssuerName); err != nil || !ok {
+			if err != nil {
+				return f.peerLags(st, i, err.Error())
+			}
+			continue // no CRLs there: its proxies check none
+		}
+		if _, err := kube.RequestCRLRefresh(ctx, m.crc, crlexchange.RefreshAnnotation, value); err != nil {
+			return f.peerLags(st, i, err.Error())
+		}
+		asked = append(asked, i)
+	}
+	wait := min(crlRefreshWait, f.o.StepTimeout)
+	deadline := f.o.Now().Add(wait)
+	for _, i := range asked {
+		var last crlexchange.Status
+		err := f.poll(ctx, deadline, func() error {
+			s, _, err := f.members[i].crlStatus(ctx, s.Clusters[i].IssuerName)
+			if err != nil {
+				return err
+			}
+			if last = s; s.Answered != value {
+				return notYet("asked to refresh its CRLs")
+			}
+			return nil
+		})
+		if err != nil {
+			return f.peerLags(st, i, fmt.Sprintf("its issuer did not refresh its CRLs within %s of being asked (last refresh %s): %v",
+				vaultadmin.Dur(wait), last.RefreshedAt.UTC().Format(time.RFC3339), err))
+		}
+	}
+	return nil
+}
+
+// peerLags stops the rotation before st because cluster i would not take
+// the CRL of the intermediate st renews.
+func (f *Fleet) peerLags(st Step, i int, why string) error {
+	name, renewed := f.members[i].Context, f.members[st.Cluster].Context
+	return &BlockedError{Phase: max(NotStarted, st.Phase-1), Clusters: []string{name},
+		Reasons: []string{fmt.Sprintf("cluster %s would not carry the CRL of %s's next intermediate, so its proxies would refuse %s's workloads: %s; start its meshtrust controllers and run again",
+			name, renewed, renewed, why)}}
+}
+
 // renewUntil renews the step's cluster until done holds for it. A renewal
 // that shows an outdated list of Vault's roots (the issuer caches it for
-// RootsCacheTTL) is repeated once the cache has expired.
+// RootsCacheTTL) is repeated once the cache has expired. One the syncer
+// holds back until its CRL has reached the other clusters (CRLs on, other
+// clusters in the exchange: --syncer-crl-propagation-delay) is waited for
+// instead: renewing again would only start that wait over.
 func (f *Fleet) renewUntil(ctx context.Context, st Step, want string, done func(ClusterView) bool) error {
 	m := f.members[st.Cluster]
 	deadline := f.o.Now().Add(f.o.StepTimeout)
@@ -186,22 +265,47 @@ func (f *Fleet) renewUntil(ctx context.Context, st Step, want string, done func(
 		if err := f.poll(ctx, deadline, func() error { return m.issued(ctx, f.o.Names, rev) }); err != nil {
 			return f.lagging(st, err)
 		}
-		// The syncer and istiod follow the issuance within seconds; a
-		// renewal that carried an outdated root list never gets there.
-		settle := f.o.Now().Add(max(f.o.RootsCacheTTL, 10*f.o.Poll))
-		if settle.After(deadline) {
-			settle = deadline
-		}
-		err = f.poll(ctx, settle, f.shows(ctx, st, want, done))
+		// The syncer and istiod follow the issuance within seconds (once
+		// the syncer lets the intermediate in); a renewal that carried an
+		// outdated root list never gets there.
+		window := max(f.o.RootsCacheTTL, 10*f.o.Poll)
+		settle := f.o.Now().Add(window)
+		show := f.shows(ctx, st, want, done)
+		err = f.poll(ctx, deadline, func() error {
+			err := show()
+			if err == nil || !isPending(err) || f.o.Now().Before(settle) {
+				return err
+			}
+			if held, herr := m.heldForCRL(ctx, f.o.Names); herr == nil && held != "" {
+				settle = f.o.Now().Add(window)
+				return notYet("%v; the syncer holds the new intermediate: %s", err, held)
+			}
+			return &renewAgain{err}
+		})
 		if err == nil {
 			f.say(st, st.Cluster, "verified: %s", want)
 			return nil
+		}
+		// Renewed again: a renewal that did not get there in time, or a
+		// read that failed, within the deadline.
+		var again *renewAgain
+		if errors.As(err, &again) {
+			err = again.err
+		} else if isPending(err) {
+			return f.lagging(st, err) // the deadline passed while waiting
 		}
 		if !f.o.Now().Before(deadline) {
 			return f.lagging(st, err)
 		}
 	}
 }
+
+// renewAgain ends a wait for a renewal that did not get there in time: the
+// cluster is renewed once more.
+type renewAgain struct{ err error }
+
+func (r *renewAgain) Error() string { return r.err.Error() }
+func (r *renewAgain) Unwrap() error { return r.err }
 
 // waitFor polls the step's cluster until done holds, for up to timeout.
 func (f *Fleet) waitFor(ctx context.Context, st Step, timeout time.Duration, want string, done func(ClusterView) bool) error {
@@ -273,8 +377,15 @@ func (f *Fleet) lagging(st Step, err error) error {
 
 // describe is what a cluster shows, for a lagging message.
 func describe(v ClusterView, want string) string {
-	return fmt.Sprintf("want %s; ca.crt %s, root-cert.pem %s, istio-ca-root-cert %s, cert-chain.pem signed by %s",
+	d := fmt.Sprintf("want %s; ca.crt %s, root-cert.pem %s, istio-ca-root-cert %s, cert-chain.pem signed by %s",
 		want, short(v.SourceRoots), short(v.CACertsRoots), publishedLabel(v), shortOne(v.ChainRoot))
+	if v.CACertsCRLs.Carried {
+		d += ", ca-crl.pem has CRLs of " + short(v.CACertsCRLs.Roots)
+	}
+	if v.CheckIstiod && v.PublishedCRLs.Carried {
+		d += ", istio-ca-crl of " + short(v.PublishedCRLs.Roots)
+	}
+	return d
 }
 
 func publishedLabel(v ClusterView) string {

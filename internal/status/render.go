@@ -39,10 +39,11 @@ func Render(w io.Writer, r Report, format string) error {
 func Table(w io.Writer, r Report) error {
 	ew := &errWriter{w: w}
 	tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tCACERTS\tMANAGED\tLAYOUT\tTRUST DOMAIN\tEXPIRES IN\tCHAIN\tSOURCE READY\tROTATION")
+	fmt.Fprintln(tw, "CLUSTER\tCACERTS\tMANAGED\tLAYOUT\tTRUST DOMAIN\tEXPIRES IN\tCHAIN\tSOURCE READY\tCRL\tCRL NEXT UPDATE\tREVOKED\tROTATION")
 	for _, c := range r.Clusters {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Context, presence(c), yesNo(c.Managed, c.Present), dash(c.Layout),
-			trustDomain(c), expires(c), chain(c), sourceReady(c), rotationLabel(c))
+		crl, next, revoked := crlColumns(c)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Context, presence(c), yesNo(c.Managed, c.Present), dash(c.Layout),
+			trustDomain(c), expires(c), chain(c), sourceReady(c), crl, next, revoked, rotationLabel(c))
 	}
 	tw.Flush()
 	for _, c := range r.Clusters {
@@ -77,6 +78,9 @@ func Table(w io.Writer, r Report) error {
 				v = "INVALID: " + c.ValidationError
 			}
 			fmt.Fprintf(dw, "  chain:\t%s\n", v)
+		}
+		if l := crlLine(c); l != "" {
+			fmt.Fprintf(dw, "  crl:\t%s\n", l)
 		}
 		if m := c.Mesh; m != nil {
 			how := ""
@@ -211,6 +215,33 @@ func sourceReady(c Cluster) string {
 		return "-"
 	}
 	return c.Source.Ready
+}
+
+// crlColumns are the summary's CRL columns: present, earliest nextUpdate
+// from now, revoked serials.
+func crlColumns(c Cluster) (string, string, string) {
+	switch {
+	case c.CRL == nil:
+		return "-", "-", "-"
+	case !c.CRL.Present:
+		return "missing", "-", "-"
+	case c.CRL.Error != "":
+		return "BROKEN", "-", "-"
+	}
+	return "present", dash(c.CRL.NextUpdateIn), fmt.Sprint(c.CRL.RevokedSerials)
+}
+
+func crlLine(c Cluster) string {
+	switch {
+	case c.CRL == nil:
+		return ""
+	case !c.CRL.Present:
+		return "none in cacerts"
+	case c.CRL.Error != "":
+		return "unreadable: " + c.CRL.Error
+	}
+	return fmt.Sprintf("%d CRLs, %d revoked serial(s), earliest nextUpdate %s (%s left)", c.CRL.CRLs, c.CRL.RevokedSerials,
+		c.CRL.NextUpdate.Format(time.RFC3339), c.CRL.NextUpdateIn)
 }
 
 func constraints(i *CertInfo) string {

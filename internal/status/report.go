@@ -10,7 +10,6 @@ package status
 import (
 	"crypto/x509"
 	"fmt"
-	"math/big"
 	"slices"
 	"sort"
 	"strings"
@@ -65,6 +64,9 @@ type Options struct {
 	// Empty means: the root set most clusters hold, if a strict majority
 	// holds one.
 	ExpectedRoots []string
+	// VaultCRLs are Vault's current CRLs; a cluster that carries an older
+	// one of a root it trusts gets a warning. Nil skips the comparison.
+	VaultCRLs []IssuedCRL
 }
 
 // CertInfo describes the intermediate (signing) certificate.
@@ -119,6 +121,8 @@ type Cluster struct {
 	ValidationError string `json:"validationError,omitempty"`
 	// Source is the Certificate cacerts came from, when found.
 	Source *Source `json:"source,omitempty"`
+	// CRL describes ca-crl.pem (Istio layout only).
+	CRL *CRLInfo `json:"crl,omitempty"`
 	// Rotation is the root-rotation phase rotate-root last verified on the
 	// cluster (its record on the source Certificate), nil when none ran.
 	Rotation *rotation.Record `json:"rotation,omitempty"`
@@ -214,8 +218,15 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 		o.ManagedBy = DefaultManagedBy
 	}
 	r := Report{Time: now.UTC(), Warnings: []string{}}
+	var crlWarnings []string
 	for _, in := range inputs {
-		r.Clusters = append(r.Clusters, buildCluster(in, now, o))
+		c := buildCluster(in, now, o)
+		if in.Secret != nil && c.Layout != "" {
+			var w []string
+			w, c.CRL = describeCRL(&c, in.Secret, now, o.VaultCRLs)
+			crlWarnings = append(crlWarnings, w...)
+		}
+		r.Clusters = append(r.Clusters, c)
 	}
 	r.Matrix = buildMatrix(r.Clusters, now)
 	expected := normalizeFingerprints(o.ExpectedRoots)
@@ -239,6 +250,7 @@ func Build(inputs []Input, now time.Time, o Options) Report {
 	}
 	checkTrustDomainOverlaps(r.Clusters)
 	r.Warnings = append(r.Warnings, warnings(r.Clusters, now)...)
+	r.Warnings = append(r.Warnings, crlWarnings...)
 	r.Warnings = append(r.Warnings, aliasWarnings(r.Clusters, r.Matrix)...)
 	r.Healthy = len(r.Unhealthy()) == 0 && len(r.Warnings) == 0 && len(r.Clusters) > 0
 	return r
@@ -404,24 +416,12 @@ func describe(c *x509.Certificate, now time.Time) *CertInfo {
 	}
 	return &CertInfo{
 		Subject:             c.Subject.String(),
-		Serial:              formatSerial(c.SerialNumber),
+		Serial:              pki.FormatSerial(c.SerialNumber),
 		NotAfter:            c.NotAfter.UTC(),
 		TimeLeft:            FormatDuration(c.NotAfter.Sub(now)),
 		PermittedURIDomains: append([]string{}, c.PermittedURIDomains...),
 		MaxPathLen:          mpl,
 	}
-}
-
-func formatSerial(n *big.Int) string {
-	b := n.Bytes()
-	if len(b) == 0 {
-		return "00"
-	}
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
 }
 
 // FormatDuration renders d as days and hours ("29d23h"), or hours and

@@ -118,24 +118,31 @@ func TestTableGolden(t *testing.T) {
 	for name, inputs := range scenarios(t) {
 		t.Run(name, func(t *testing.T) {
 			r := Build(inputs, epoch, Options{})
-			var buf bytes.Buffer
-			if err := Table(&buf, r); err != nil {
-				t.Fatal(err)
-			}
-			golden := filepath.Join("testdata", name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got := buf.String(); got != string(want) {
-				t.Errorf("table differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", golden, got, want)
-			}
+			checkGolden(t, name, r)
 		})
+	}
+}
+
+// checkGolden compares r's table with testdata/<name>.golden (go test
+// -update rewrites it).
+func checkGolden(t *testing.T, name string, r Report) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := Table(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got := buf.String(); got != string(want) {
+		t.Errorf("table differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 }
 

@@ -54,6 +54,12 @@ type BootstrapOptions struct {
 	ImportPEM []byte
 	// SetDefault makes the root the mount's default issuer.
 	SetDefault bool
+	// CRLExpiry is how long each CRL Vault builds is valid (config/crl
+	// expiry); zero means DefaultCRLExpiry.
+	CRLExpiry time.Duration
+	// CRLRebuildGrace is how long before expiry Vault rebuilds a CRL
+	// (auto_rebuild_grace_period); zero means DefaultCRLRebuildGrace.
+	CRLRebuildGrace time.Duration
 }
 
 // Validate checks the options before anything is sent to Vault.
@@ -69,6 +75,9 @@ func (o BootstrapOptions) Validate() error {
 		// An intermediate cannot outlive its root; Vault would refuse to
 		// sign one that asks for the full max TTL near the root's end.
 		return fmt.Errorf("invalid --ttl %s: the root must outlive --max-intermediate-ttl %s", o.TTL, o.MaxIntermediateTTL)
+	}
+	if o.crlExpiry() <= o.crlRebuildGrace() {
+		return fmt.Errorf("invalid --crl-rebuild-grace %s: must be shorter than --crl-expiry %s, or Vault would rebuild the CRL all the time", Dur(o.crlRebuildGrace()), Dur(o.crlExpiry()))
 	}
 	if o.URLBase != "" {
 		if err := checkURLBase(o.URLBase); err != nil {
@@ -86,6 +95,20 @@ func (o BootstrapOptions) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (o BootstrapOptions) crlExpiry() time.Duration {
+	if o.CRLExpiry == 0 {
+		return DefaultCRLExpiry
+	}
+	return o.CRLExpiry
+}
+
+func (o BootstrapOptions) crlRebuildGrace() time.Duration {
+	if o.CRLRebuildGrace == 0 {
+		return DefaultCRLRebuildGrace
+	}
+	return o.CRLRebuildGrace
 }
 
 func (o BootstrapOptions) keyBits() int {
@@ -152,9 +175,11 @@ func Bootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapRe
 // PlanBootstrap reads the PKI mount and plans to make it hold the shared
 // root, idempotently: enable the mount, generate the root inside Vault (or
 // adopt or import one), make it the default issuer, lower the max lease TTL
-// to cap every intermediate, and set per-issuer AIA and CRL URLs (see
-// planURLs). It records the root among the mount's trust anchors (see
-// planTrustAnchors). It changes nothing.
+// to cap every intermediate, set per-issuer AIA and CRL URLs (see
+// planURLs), make Vault rebuild its CRLs before they expire (planCRLConfig)
+// and enable the CRL exchange (planCRLExchangeMount). It records the root
+// among the mount's trust anchors (see planTrustAnchors). It changes
+// nothing.
 func PlanBootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*BootstrapPlan, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -196,6 +221,12 @@ func PlanBootstrap(ctx context.Context, c *Client, o BootstrapOptions) (*Bootstr
 		return nil, err
 	}
 	if err := p.planURLs(ctx, o, exists); err != nil {
+		return nil, err
+	}
+	if err := p.planCRLConfig(ctx, o, exists); err != nil {
+		return nil, err
+	}
+	if err := p.planCRLExchangeMount(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil

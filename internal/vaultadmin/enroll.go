@@ -264,7 +264,7 @@ func (p *EnrollPlan) Apply(ctx context.Context) (*EnrollResult, error) {
 
 // PlanEnroll is the one function that owns enrolling a cluster. It reads
 // Vault and the cluster and plans, in order: the cluster's policy (what it
-// may sign), its auth mount, and for kubernetes auth the token reviewer
+// may sign), its CRL exchange entry (planCRLEntry), its auth mount, and for kubernetes auth the token reviewer
 // (ServiceAccount and binding in the cluster), the mount's configuration
 // and the role; for AppRole the role and a secret ID stored in the cluster
 // or a file. It refuses, before planning any write, an issuer that does not
@@ -302,6 +302,9 @@ func PlanEnroll(ctx context.Context, c *Client, o EnrollOptions) (*EnrollPlan, e
 	}
 	p := &EnrollPlan{Plan: Plan{Operation: "enroll"}, roleID: new(string)}
 	if err := p.planPolicy(ctx, c, o.PolicyName, o.Policy()); err != nil {
+		return nil, err
+	}
+	if err := planCRLEntry(ctx, &p.Plan, c, o.Cluster, o.TrustDomain); err != nil {
 		return nil, err
 	}
 	p.planAuthMount(c, o, mounted)

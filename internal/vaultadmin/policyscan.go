@@ -1,6 +1,7 @@
 package vaultadmin
 
 import (
+	"context"
 	"regexp"
 	"strings"
 
@@ -84,4 +85,25 @@ func patternTargets(pattern, issuerPath, suffix string) bool {
 		return false
 	}
 	return regexp.MustCompile(re.String()).MatchString(issuerPath + suffix)
+}
+
+// PolicyTrustDomain returns the trust domain an enrol policy lets its
+// holder sign for (vaultcontract.ReadPolicies); it is "" when the text
+// names none, or more than one.
+func PolicyTrustDomain(text string) string {
+	pols := vaultcontract.ReadPolicies(text)
+	if len(pols) != 1 {
+		return ""
+	}
+	return pols[0].TrustDomain
+}
+
+// TrustDomainOf reads the trust domain the cluster's enrol policy pins, for
+// the commands that take only --cluster. It is "" when the policy is gone.
+func TrustDomainOf(ctx context.Context, c *Client, policyName string) (string, error) {
+	text, err := c.API.Sys().GetPolicyWithContext(ctx, policyName)
+	if err != nil && !IsStatus(err, 404) {
+		return "", wrap(c.Addr, "reading policy "+policyName, err)
+	}
+	return PolicyTrustDomain(text), nil
 }

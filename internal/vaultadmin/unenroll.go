@@ -37,7 +37,8 @@ type UnenrollOptions struct {
 	// TrustDomain and CommonName select the cluster's intermediates for
 	// Revoke: a CA certificate whose only permitted URI domain is TrustDomain
 	// and whose CN is CommonName. An empty TrustDomain is read from the
-	// cluster's policy.
+	// cluster's policy. It also names the cluster's CRL exchange entry,
+	// which unenrol deletes.
 	TrustDomain, CommonName string
 	// Now is the current time, to skip expired certificates.
 	Now time.Time
@@ -54,9 +55,9 @@ func (o UnenrollOptions) Validate() error {
 	if err := vaultcontract.ValidateClusterName(o.Cluster); err != nil {
 		return err
 	}
-	if o.Revoke && o.TrustDomain != "" {
+	if o.TrustDomain != "" {
 		if err := vaultcontract.ValidateTrustDomain(o.TrustDomain); err != nil {
-			return fmt.Errorf("--revoke: %w", err)
+			return fmt.Errorf("invalid --trust-domain: %w", err)
 		}
 	}
 	return nil
@@ -132,6 +133,13 @@ func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollP
 	if err != nil && !IsStatus(err, 404) {
 		return nil, wrap(c.Addr, "reading policy "+o.PolicyName, err)
 	}
+	td := o.TrustDomain
+	if td == "" {
+		td = PolicyTrustDomain(current)
+	}
+	if o.Revoke && td == "" {
+		return nil, fmt.Errorf("--revoke: pass --trust-domain: policy %s is absent or names no single trust domain to find the cluster's intermediates by", o.PolicyName)
+	}
 	if current == "" {
 		p.check("policy "+o.PolicyName, SystemVault, "already absent")
 	} else {
@@ -141,14 +149,7 @@ func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollP
 			})
 	}
 	if o.Revoke {
-		if o.TrustDomain == "" {
-			pols := vaultcontract.ReadPolicies(current)
-			if len(pols) != 1 {
-				return nil, fmt.Errorf("--revoke: pass --trust-domain: policy %s is absent or names no single trust domain to find the cluster's intermediates by", o.PolicyName)
-			}
-			o.TrustDomain = pols[0].TrustDomain
-		}
-		rp, err := PlanRevoke(ctx, c, RevokeOptions{Mount: o.Mount, TrustDomain: o.TrustDomain, CommonName: o.CommonName, Now: o.Now})
+		rp, err := PlanRevoke(ctx, c, RevokeOptions{Mount: o.Mount, TrustDomain: td, CommonName: o.CommonName, Now: o.Now})
 		if err != nil {
 			return nil, err
 		}
@@ -157,8 +158,14 @@ func PlanUnenroll(ctx context.Context, c *Client, o UnenrollOptions) (*UnenrollP
 		}
 		p.Revoke = rp.Revoke
 	}
-	p.add(Step{Name: "nothing left", System: SystemVault, Detail: "no role of cluster " + o.Cluster + " in any kubernetes or AppRole auth mount, and no policy " + o.PolicyName,
-		run: func(ctx context.Context, _ *Step) error { return verifyUnenrolled(ctx, c, o) }})
+	entry := ""
+	if td == "" {
+		p.check("CRL exchange entry", SystemVault, "trust domain unknown (policy %s absent or naming no single trust domain, no --trust-domain): entry left as it is", o.PolicyName)
+	} else if entry, err = planCRLEntryRemoval(ctx, &p.Plan, c, td); err != nil {
+		return nil, err
+	}
+	p.add(Step{Name: "nothing left", System: SystemVault, Detail: nothingLeft(o, entry),
+		run: func(ctx context.Context, _ *Step) error { return verifyUnenrolled(ctx, c, o, entry) }})
 	return p, nil
 }
 
@@ -278,7 +285,9 @@ func findEnrolment(ctx context.Context, c *Client, o UnenrollOptions) (*enrolmen
 
 // verifyUnenrolled searches again after the apply and fails naming what
 // is left, so that an unenroll that exits 0 left nothing behind.
-func verifyUnenrolled(ctx context.Context, c *Client, o UnenrollOptions) error {
+// entry is the cluster's CRL exchange entry, "" when unenroll does not
+// know it.
+func verifyUnenrolled(ctx context.Context, c *Client, o UnenrollOptions, entry string) error {
 	f, err := findEnrolment(ctx, c, o)
 	if err != nil {
 		return err
@@ -295,10 +304,27 @@ func verifyUnenrolled(ctx context.Context, c *Client, o UnenrollOptions) error {
 	if text, err := c.API.Sys().GetPolicyWithContext(ctx, o.PolicyName); err == nil && text != "" {
 		remains = append(remains, "policy "+o.PolicyName)
 	}
+	if entry != "" {
+		s, err := c.read(ctx, "reading "+entry, entry)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			remains = append(remains, "CRL exchange entry "+entry)
+		}
+	}
 	if len(remains) > 0 {
 		return fmt.Errorf("vault at %s: cluster %s still has, after unenroll: %s", c.Addr, o.Cluster, strings.Join(remains, ", "))
 	}
 	return nil
+}
+
+func nothingLeft(o UnenrollOptions, entry string) string {
+	d := "no role of cluster " + o.Cluster + " in any kubernetes or AppRole auth mount"
+	if entry == "" {
+		return d + ", and no policy " + o.PolicyName
+	}
+	return d + ", no policy " + o.PolicyName + " and no CRL exchange entry " + entry
 }
 
 // BelongsTo reports whether cert is an intermediate signed for trustDomain

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/pem"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +191,47 @@ func redacted(body map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// capable reports whether the block Vault applies to path grants capability.
+func capable(t *testing.T, policy, path, capability string) bool {
+	t.Helper()
+	paths, err := parsePolicy(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := matchPath(paths, path)
+	return ok && slices.Contains(p.Capabilities, capability) && !slices.Contains(p.Capabilities, "deny")
+}
+
+// The CRL exchange: the issuer writes its cluster's entry (create, then
+// update) and reads and lists everyone's, and may write no other
+// cluster's, which would let one cluster withdraw another's CRL from the
+// mesh.
+func TestEnrolPolicyLimitsTheCRLExchange(t *testing.T) {
+	o := enrolled()
+	policy := o.Policy().HCL()
+	own := vaultcontract.CRLExchangePath(o.TrustDomain)
+	body := vaultBody(map[string]any{vaultcontract.CRLEntryPEM: "-----BEGIN X509 CRL-----", vaultcontract.CRLEntryUpdated: "2026-12-01T00:00:00Z"})
+	if ok, why := allows(policy, own, body); !ok {
+		t.Errorf("the issuer may not update its own entry %s: %s", own, why)
+	}
+	for _, c := range []string{"create", "read"} {
+		if !capable(t, policy, own, c) {
+			t.Errorf("no %s on its own entry %s", c, own)
+		}
+	}
+	peer := vaultcontract.CRLExchangePath("west.mesh")
+	for _, c := range []string{"create", "update", "delete"} {
+		if capable(t, policy, peer, c) {
+			t.Errorf("%s allowed on another cluster's entry %s:\n%s", c, peer, policy)
+		}
+	}
+	if !capable(t, policy, peer, "read") || !capable(t, policy, vaultcontract.CRLExchangeMount+"/", "list") {
+		t.Errorf("the issuer may not read the other entries or list the mount:\n%s", policy)
+	}
+	// A trust domain that is a prefix of another's gets no write on it.
+	if capable(t, policy, vaultcontract.CRLExchangePath(o.TrustDomain+"x"), "update") {
+		t.Error("update allowed on an entry whose name merely starts with the trust domain")
+	}
 }

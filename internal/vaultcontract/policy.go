@@ -103,6 +103,7 @@ func (p Policy) HCL() string {
 	for _, path := range p.IssuerPaths() {
 		fmt.Fprintf(&b, "\npath %s {\n  capabilities = [\"read\"]\n}\n", strconv.Quote(path))
 	}
+	b.WriteString(p.crlExchangeHCL())
 	return b.String()
 }
 

@@ -28,13 +28,19 @@ func TestRenderPolicy(t *testing.T) {
 			t.Errorf("policy lacks %q:\n%s", want, got)
 		}
 	}
-	for _, never := range []string{"use_csr_values\" = [true", "permitted_dns_domains", "issuer_ref", `"*"`, "sudo", "create"} {
+	for _, never := range []string{"use_csr_values\" = [true", "permitted_dns_domains", "issuer_ref", `"*"`, "sudo"} {
 		if strings.Contains(got, never) {
 			t.Errorf("policy mentions %q:\n%s", never, got)
 		}
 	}
 	if strings.Count(got, `capabilities = ["update"]`) != 1 {
 		t.Errorf("policy grants update on more than one path:\n%s", got)
+	}
+	// Writes beyond the sign path: the cluster's own CRL exchange entry,
+	// and nothing else.
+	if strings.Count(got, `"create"`) != 1 || !strings.Contains(got, `path "meshtrust-crl/east.mesh" {`+"\n"+`  capabilities = ["create", "update", "read"]`) ||
+		!strings.Contains(got, `path "meshtrust-crl/*" {`+"\n"+`  capabilities = ["read", "list"]`) {
+		t.Errorf("policy does not limit the CRL exchange to writing its own entry:\n%s", got)
 	}
 
 	o.IssuerRef = ""

@@ -200,7 +200,7 @@ func (c *Client) TrustAnchors(ctx context.Context, mount, ref string) ([]*x509.C
 	if err != nil {
 		return nil, err
 	}
-	roots := pki.LiveRoots(append([]*x509.Certificate{cert}, chain...), now)
+	roots := vaultcontract.TrustAnchors(cert, chain, now)
 	c.rootsMu.Lock()
 	c.roots[key] = cachedRoots{certs: roots, expires: now.Add(c.rootsTTL)}
 	c.rootsMu.Unlock()

@@ -60,6 +60,15 @@ which meshtrust status shows as the cluster's rotation phase.
 A cluster that cannot be read, or does not reach a step's state within --step-timeout,
 stops the run before anything of a later phase, names the cluster and exits 1.
 
+With CRLs on (meshtrust's controllers carry ca-crl.pem), a root counts as trusted by a
+cluster only once its ca-crl.pem and istiod's istio-ca-crl hold that root's CRL too, as a
+proxy checking CRLs needs. Before each step that renews a cluster, every other cluster's
+issuer is asked to refresh its CRLs (annotation meshtrust.io/crl-refresh); one that does
+not answer within 30s would never carry the renewed intermediate's CRL, and its proxies
+would refuse that cluster's workloads, so the run stops there, naming it, changing nothing.
+The syncer holds each new intermediate back until its CRL has reached the other clusters
+(--syncer-crl-propagation-delay): the step waits for that instead of renewing again.
+
 --rollback returns the fleet to A from any phase before A is dropped: A the default again,
 each cluster's policy, issuerRef and intermediate back to A, B's issuer deleted and every
 cluster renewed (the syncer keeps B in root-cert.pem for its root grace, for workload
@@ -89,7 +98,7 @@ root-cert.pem. Which intermediate istiod signs with is not visible through the A
 	fl.DurationVar(&o.WorkloadCertTTL, "workload-cert-ttl", 24*time.Hour, "lifetime of the workload certificates istiod issues (its DEFAULT_WORKLOAD_CERT_TTL)")
 	fl.DurationVar(&o.Wait, "old-root-wait", 25*time.Hour, "how long the old root stays in every bundle after the last cluster moved; at least --workload-cert-ttl")
 	fl.DurationVar(&o.RootsCacheTTL, "issuer-roots-cache-ttl", time.Minute, "the controllers' --issuer-roots-cache-ttl: a renewal within it of a root change may repeat")
-	fl.DurationVar(&o.StepTimeout, "step-timeout", 5*time.Minute, "how long one cluster's step (renewal, sync, istiod's reload) may take before the cluster counts as lagging")
+	fl.DurationVar(&o.StepTimeout, "step-timeout", 10*time.Minute, "how long one cluster's step (renewal, sync, istiod's reload) may take before the cluster counts as lagging; more than the controllers' --syncer-crl-propagation-delay (5m), for which the syncer holds each new intermediate back")
 	fl.DurationVar(&o.Poll, "poll-interval", time.Second, "interval between reads while waiting")
 	fl.BoolVar(&o.Rollback, "rollback", false, "return the fleet to --from (before --from is dropped)")
 	fl.BoolVar(&o.DeleteKey, "delete-key", false, "also delete the key of the root issuer the rotation deletes")

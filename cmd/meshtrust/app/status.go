@@ -9,12 +9,14 @@ import (
 
 	"github.com/meshtrust/meshtrust/internal/meshconfig"
 	"github.com/meshtrust/meshtrust/internal/status"
+	"github.com/meshtrust/meshtrust/internal/vaultadmin"
+	"github.com/meshtrust/meshtrust/internal/vaultcontract"
 )
 
 type statusFlags struct {
-	namespace, secret, exportDir, meshConfigMap string
-	expectRoots                                 []string
-	timeout                                     time.Duration
+	namespace, secret, exportDir, vaultMount, meshConfigMap string
+	expectRoots                                             []string
+	timeout                                                 time.Duration
 }
 
 func newStatusCommand(e *env) *cobra.Command {
@@ -46,6 +48,13 @@ meshConfig.trustDomainAliases is a warning. Without the ConfigMap nothing is
 checked. A stored Vault reviewer token shows its expiry; within 30 days of it
 status warns, and an expired one is a problem.
 
+With VAULT_ADDR set, it also reads Vault's current CRLs (public endpoints, no
+token needed) and warns about each cluster whose ca-crl.pem carries an older CRL
+of a root it trusts; a CRL in ca-crl.pem past its nextUpdate is an error in any
+case, since proxies then refuse every chain it covers. The CRL columns show
+whether cacerts carries a ca-crl.pem, when its first CRL expires, and how many
+serials it revokes.
+
 Exit code: 0 when every cluster is healthy and there is no warning, 1 when
 something checked is wrong (the clusters at fault are named), 2 when the check
 could not run.
@@ -69,6 +78,7 @@ that would share a folder are refused.`,
 	fl.StringVar(&f.exportDir, "export", "", "write each cluster's cacerts files to DIR/<context>/")
 	fl.StringArrayVar(&f.expectRoots, "expect-root", nil, "SHA-256 fingerprint of a root every cluster must trust (as `vault bootstrap` prints it); repeatable")
 	fl.DurationVar(&f.timeout, "cluster-timeout", 20*time.Second, "time allowed for reading each cluster")
+	fl.StringVar(&f.vaultMount, "vault-mount", vaultcontract.DefaultMount, "PKI mount whose CRLs the clusters should carry (read when VAULT_ADDR is set)")
 	return cmd
 }
 
@@ -90,7 +100,16 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 	for i, name := range contexts {
 		inputs[i] = status.Read(ctx, kc, name, f.namespace, f.secret, f.meshConfigMap, f.timeout)
 	}
-	report := status.Build(inputs, e.now(), status.Options{ExpectedRoots: f.expectRoots})
+	opts := status.Options{ExpectedRoots: f.expectRoots}
+	var vaultErr error
+	if e.getenv("VAULT_ADDR") != "" {
+		opts.VaultCRLs, vaultErr = vaultCRLs(ctx, e, f.vaultMount)
+	}
+	report := status.Build(inputs, e.now(), opts)
+	if vaultErr != nil {
+		report.Warnings = append(report.Warnings, "cannot compare with Vault's CRLs: "+vaultErr.Error())
+		report.Healthy = false
+	}
 	if err := status.Render(e.streams.Out, report, e.output); err != nil {
 		return err
 	}
@@ -109,4 +128,18 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 		return &UnhealthyError{Clusters: report.Unhealthy(), Summary: status.Verdict(report)}
 	}
 	return nil
+}
+
+// vaultCRLs reads Vault's current CRLs of mount through its public
+// endpoints.
+func vaultCRLs(ctx context.Context, e *env, mount string) ([]status.IssuedCRL, error) {
+	c, err := vaultadmin.NewClient(vaultadmin.ConfigFromEnv(e.getenv))
+	if err != nil {
+		return nil, err
+	}
+	ics, err := vaultadmin.FetchCRLs(ctx, c, mount, "", e.now())
+	if err != nil {
+		return nil, err
+	}
+	return issuedCRLs(ics), nil
 }

@@ -40,7 +40,8 @@ plan to change review.`,
 		Example: `  export VAULT_ADDR=https://vault.example.com:8200 VAULT_TOKEN=...
   meshtrust vault bootstrap
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east
-  meshtrust vault unenroll --cluster east --trust-domain east.mesh --revoke
+  meshtrust vault revoke --cluster east
+  meshtrust vault unenroll --cluster east --revoke
   meshtrust vault retire-root --issuer-name meshtrust-root
   meshtrust vault rotate-root --to meshtrust-root-2 --context east --context west
   meshtrust vault enroll --cluster east --trust-domain east.mesh --context east --dry-run -o json`,
@@ -48,7 +49,7 @@ plan to change review.`,
 	cmd.PersistentFlags().BoolVar(&vf.dryRun, "dry-run", false, "print the plan (each Vault and Kubernetes change, before and after) and change nothing")
 	cmd.PersistentFlags().StringVar(&vf.addr, "vault-addr", "", "Vault address (default: VAULT_ADDR)")
 	cmd.PersistentFlags().DurationVar(&vf.timeout, "vault-timeout", 30*time.Second, "timeout of each Vault request")
-	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRetireRootCommand(e, vf), newRotateRootCommand(e, vf))
+	cmd.AddCommand(newBootstrapCommand(e, vf), newEnrollCommand(e, vf), newUnenrollCommand(e, vf), newRevokeCommand(e, vf), newRetireRootCommand(e, vf), newRotateRootCommand(e, vf))
 	return cmd
 }
 
@@ -89,6 +90,13 @@ clients outside reach Vault by. Without --url-base, URL settings the mount
 already has are left as they are, whatever VAULT_ADDR this run uses; a mount
 with none gets the Vault address. Pass --url-base to change them, or to
 replace URLs that are not per issuer.
+
+It also makes the mount's CRLs ones the clusters can carry: auto_rebuild on, so
+Vault rebuilds each CRL --crl-rebuild-grace before it expires (without it Vault
+keeps serving a CRL past its nextUpdate, and proxies refuse every chain of that
+root once it expires), and enables the CRL exchange, a KV mount (meshtrust-crl/)
+where each cluster publishes its own intermediates' CRLs for the others: a
+proxy refuses a peer unless it has a CRL of every CA in the peer's chain.
 
 Instead of generating, --adopt-issuer uses a root already in the mount and
 --import-pem imports a root certificate and key.
@@ -151,6 +159,8 @@ SHA-256 fingerprint and expiry are printed at the end.`,
 	f.StringVar(&o.AdoptIssuer, "adopt-issuer", "", "use this existing root issuer of the mount instead of generating one")
 	f.StringVar(&importFile, "import-pem", "", "import the root from this PEM file (certificate and key) instead of generating one")
 	f.BoolVar(&o.SetDefault, "set-default", true, "make the root the mount's default issuer")
+	f.DurationVar(&o.CRLExpiry, "crl-expiry", vaultadmin.DefaultCRLExpiry, "lifetime of each CRL Vault builds (config/crl expiry)")
+	f.DurationVar(&o.CRLRebuildGrace, "crl-rebuild-grace", vaultadmin.DefaultCRLRebuildGrace, "how long before expiry Vault rebuilds a CRL (auto_rebuild_grace_period)")
 	return cmd
 }
 
@@ -421,6 +431,7 @@ func newUnenrollCommand(e *env, vf *vaultFlags) *cobra.Command {
 	o := vaultadmin.UnenrollOptions{}
 	var cluster string
 	var keepMount bool
+	pf := &propagationFlags{}
 	cmd := &cobra.Command{
 		Use:   "unenroll --cluster NAME",
 		Short: "Remove everything enroll made for a cluster in Vault (and optionally revoke its intermediates)",
@@ -431,14 +442,17 @@ with it, so none of them logs in again, even if the name is enrolled again),
 the cluster's own kubernetes auth mount, disabled, which revokes every token it
 issued (--keep-auth-mount to keep it; only a mount whose description is
 "meshtrust: cluster <name>" is ever disabled, never a shared AppRole mount),
-and the policy. It refuses, changing nothing, when an auth mount cannot be
-searched, and names it; after the changes it searches again and fails naming
-anything left. With --revoke it also revokes the cluster's unexpired
-intermediates (CA certificates whose only permitted URI domain is the trust
-domain, --trust-domain or else the one the policy pins, and whose CN is
---common-name), so they appear on the CRL.`,
+the policy, and the cluster's CRL exchange entry, so the other clusters stop
+carrying its intermediates' CRLs (and so accept its workloads no longer). It
+refuses, changing nothing, when an auth mount cannot be searched, and names
+it; after the changes it searches again and fails naming anything left. With
+--revoke it also revokes the cluster's unexpired intermediates (CA
+certificates whose only permitted URI domain is the trust domain,
+--trust-domain or else the one the policy pins, and whose CN is
+--common-name), rebuilds the CRL, and follows it into the clusters as vault
+revoke does.`,
 		Example: `  meshtrust vault unenroll --cluster east
-  meshtrust vault unenroll --cluster east --revoke`,
+  meshtrust vault unenroll --cluster east --revoke --context east --context west`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := e.checkOutput("table", "json", "yaml"); err != nil {
@@ -463,24 +477,25 @@ domain, --trust-domain or else the one the policy pins, and whose CN is
 			if vf.dryRun {
 				return printPlan(w, e.output, header, plan, &plan.Plan, fmt.Sprintf("Nothing to change: cluster %s is not enrolled.", cluster))
 			}
+			began := time.Now()
 			res, err := plan.Apply(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if e.output != "table" {
-				return printStructured(w, e.output, res)
+			if err := printRevoked(w, e.output, header, res, res.Steps, res.Revoked); err != nil {
+				return err
 			}
-			fmt.Fprintln(w, header)
-			printSteps(w, res.Steps, false)
-			for _, s := range res.Revoked {
-				fmt.Fprintf(w, "  revoked serial %s\n", s)
-			}
-			if res.Changed {
+			switch {
+			case e.output != "table":
+			case res.Changed:
 				fmt.Fprintf(w, "Unenrolled: %d change(s) made.\n", res.Changes())
-			} else {
+			default:
 				fmt.Fprintf(w, "Nothing changed: cluster %s was not enrolled.\n", cluster)
 			}
-			return nil
+			if !o.Revoke || len(res.Revoked) == 0 {
+				return nil
+			}
+			return followCRL(cmd.Context(), e, c, o.Mount, pf, began)
 		},
 	}
 	f := cmd.Flags()
@@ -490,8 +505,9 @@ domain, --trust-domain or else the one the policy pins, and whose CN is
 	f.BoolVar(&keepMount, "keep-auth-mount", false, "keep the cluster's kubernetes auth mount (its roles of the cluster are still deleted)")
 	f.BoolVar(&o.Revoke, "revoke", false, "also revoke the cluster's unexpired intermediates")
 	f.StringVar(&o.Mount, "mount", vaultcontract.DefaultMount, "path of the PKI secrets engine, for --revoke")
-	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke (default: the one its policy pins)")
+	f.StringVar(&o.TrustDomain, "trust-domain", "", "the cluster's trust domain, for --revoke and its CRL exchange entry (default: the one its policy pins)")
 	f.StringVar(&o.CommonName, "common-name", "", `the cluster's intermediate CN, for --revoke (default "<cluster> istio intermediate CA")`)
+	pf.add(cmd)
 	// Once needed to say where enroll put the cluster; unenroll now finds
 	// it. Kept so that existing scripts still run.
 	var ignored string

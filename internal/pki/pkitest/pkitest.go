@@ -255,3 +255,55 @@ func RandomNow(t testing.TB) time.Time {
 	t.Logf("fake clock starts at %s", now.Format(time.RFC3339))
 	return now
 }
+
+// CRLSpec says how to build a CRL. Zero values give CRL number 1, valid
+// from a minute before now for a day, revoking nothing.
+type CRLSpec struct {
+	// Number is the CRL number; zero means 1.
+	Number int64
+	// ThisUpdate and NextUpdate override the validity window.
+	ThisUpdate, NextUpdate time.Time
+	// Revoked are the certificates the CRL lists.
+	Revoked []*x509.Certificate
+	// ExtraExtensions are added as they are (a critical one, say).
+	ExtraExtensions []pkix.Extension
+}
+
+// CRL is a CRL signed by c.
+func (c *Cert) CRL(t testing.TB, now time.Time, s CRLSpec) *x509.RevocationList {
+	t.Helper()
+	if s.Number == 0 {
+		s.Number = 1
+	}
+	if s.ThisUpdate.IsZero() {
+		s.ThisUpdate = now.Add(-time.Minute)
+	}
+	if s.NextUpdate.IsZero() {
+		s.NextUpdate = now.Add(24 * time.Hour)
+	}
+	var entries []x509.RevocationListEntry
+	for _, r := range s.Revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.SerialNumber, RevocationTime: s.ThisUpdate})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(s.Number), ThisUpdate: s.ThisUpdate, NextUpdate: s.NextUpdate,
+		RevokedCertificateEntries: entries, ExtraExtensions: s.ExtraExtensions,
+	}, c.Cert, c.Key)
+	if err != nil {
+		t.Fatalf("creating test CRL of %q: %v", c.Cert.Subject.CommonName, err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+// CRLPEM is crls as X509 CRL blocks, one after another.
+func CRLPEM(crls ...*x509.RevocationList) []byte {
+	var out []byte
+	for _, c := range crls {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.Raw})...)
+	}
+	return out
+}
