@@ -96,7 +96,8 @@ func getEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("issuer log: %s; lab logs in %s", shared.logPath, shared.lab.Dir)
+			shared.lab.KeepDir()
+			t.Logf("issuer log: %s; lab logs kept in %s", shared.logPath, shared.lab.Dir)
 		}
 	})
 	return shared
@@ -113,19 +114,18 @@ func newScheme() *runtime.Scheme {
 }
 
 func startEnv(ctx context.Context, opts lab.Options, healthEvery time.Duration) (*env, error) {
-	dir, err := os.MkdirTemp("", "meshtrust-issuer-e2e-")
-	if err != nil {
-		return nil, err
-	}
-	opts.Dir = dir
+	// The lab makes and removes its own directory, which holds the issuer's
+	// log too; a failed test keeps it, as does MESHTRUST_LAB_KEEP.
+	opts.KeepDir = os.Getenv(lab.KeepEnv) != ""
 	l, err := lab.Start(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("starting lab (logs in %s): %w", dir, err)
+		return nil, fmt.Errorf("starting lab: %w", err)
 	}
-	e := &env{lab: l, cluster: l.Clusters[0], logPath: filepath.Join(dir, "issuer.log")}
+	e := &env{lab: l, cluster: l.Clusters[0], logPath: filepath.Join(l.Dir, "issuer.log")}
 	if err := e.setup(ctx, healthEvery); err != nil {
+		l.KeepDir()
 		e.stop()
-		return nil, fmt.Errorf("%w (logs in %s)", err, dir)
+		return nil, fmt.Errorf("%w (logs kept in %s)", err, l.Dir)
 	}
 	return e, nil
 }

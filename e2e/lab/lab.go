@@ -103,7 +103,7 @@ func New(t testing.TB, opts Options) *Lab {
 	}
 	t.Cleanup(func() {
 		if t.Failed() || opts.KeepDir {
-			l.removeDir = false
+			l.KeepDir()
 			t.Logf("lab logs kept in %s:\n%s", l.Dir, strings.Join(l.LogPaths(), "\n"))
 		}
 		if err := l.Stop(); err != nil {
@@ -225,6 +225,10 @@ func others(all []string, name string) []string {
 	}
 	return out
 }
+
+// KeepDir keeps the lab's directory after Stop, for the logs of a test that
+// failed after the lab was started.
+func (l *Lab) KeepDir() { l.removeDir = false }
 
 // Stop stops every component. It is safe to call more than once.
 func (l *Lab) Stop() error {
