@@ -60,10 +60,13 @@ type crlInput struct {
 	// exchange is the issuer's exchange ConfigMap, nil if absent.
 	exchange    *corev1.ConfigMap
 	exchangeKey types.NamespacedName
-	ownKey      string
-	sign        CRLSigner
-	delay       time.Duration
-	guard       time.Duration
+	// namespacedIssuer is set when a namespaced VaultIssuer signs the
+	// Certificate: it takes part in no exchange, so nothing carries CRLs.
+	namespacedIssuer bool
+	ownKey           string
+	sign             CRLSigner
+	delay            time.Duration
+	guard            time.Duration
 }
 
 // crlPlan is what the CRL part decided.
@@ -117,6 +120,13 @@ func planCRL(in crlInput) crlPlan {
 		return p
 	}
 	if in.exchange == nil && len(bytes.TrimSpace(existingPEM)) == 0 {
+		if in.namespacedIssuer {
+			// A VaultIssuer user expects what a VaultClusterIssuer gives;
+			// say that revocations stop short of the proxies.
+			msg := fmt.Sprintf("a namespaced %s takes part in no CRL exchange, so ca-crl.pem is not written and revocations do not reach this cluster's proxies; issue the Certificate from a %s", crlexchange.KindIssuer, crlexchange.KindClusterIssuer)
+			p.warn(decision.ReasonCRLNotCarried, "%s", msg)
+			p.condition = &Condition{Status: cmmeta.ConditionFalse, Reason: decision.ReasonCRLNotCarried, Message: msg}
+		}
 		return p
 	}
 	p.active = true
@@ -501,6 +511,8 @@ func crlInputFor(in Input, s Settings, b *pki.Bundle) crlInput {
 	if in.Exchange != nil {
 		ci.exchangeKey = types.NamespacedName{Namespace: in.Exchange.Namespace, Name: in.Exchange.Name}
 	}
+	ref := in.Certificate.Spec.IssuerRef
+	ci.namespacedIssuer = ref.Group == crlexchange.Group && ref.Kind == crlexchange.KindIssuer
 	if e := in.Existing; e != nil && e.Labels[decision.ManagedByLabel] == decision.ManagedByValue &&
 		e.Annotations[decision.SourceAnnotation] == in.Certificate.Namespace+"/"+in.Certificate.Name {
 		ci.existing = e

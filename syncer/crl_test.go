@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
@@ -260,6 +261,46 @@ func TestTLSLayoutSaysItCannotCarryACRL(t *testing.T) {
 	}
 	if c := crlCondition(e.env); c == nil || !strings.HasPrefix(*c, "False "+decision.ReasonCRLNotCarried) {
 		t.Errorf("CRLSynced = %v", c)
+	}
+}
+
+// A namespaced VaultIssuer's Certificate gets no CRLs, and says so; the
+// same Certificate from a VaultClusterIssuer that has published nothing yet
+// stays quiet, so the warning names the issuer kind, not a missing exchange.
+func TestNamespacedIssuerSaysItGetsNoCRL(t *testing.T) {
+	for _, tt := range []struct {
+		kind     string
+		wantWarn bool
+	}{
+		{crlexchange.KindIssuer, true},
+		{crlexchange.KindClusterIssuer, false},
+	} {
+		t.Run(tt.kind, func(t *testing.T) {
+			e := newCRLEnv(t, Options{}, nil)
+			crt := &cmapi.Certificate{}
+			if err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "ca"}, crt); err != nil {
+				t.Fatal(err)
+			}
+			crt.Spec.IssuerRef = cmmeta.IssuerReference{Group: crlexchange.Group, Kind: tt.kind, Name: crlIssuer}
+			if err := e.client.Update(context.Background(), crt); err != nil {
+				t.Fatal(err)
+			}
+			e.issueInter()
+			e.mustReconcile()
+			s := e.secret("ns", "cacerts")
+			if s == nil {
+				t.Fatal("no cacerts: the warning must not stop the sync")
+			}
+			if _, ok := s.Data[pki.CRLKey]; ok {
+				t.Fatal("got a ca-crl.pem without an exchange")
+			}
+			warned := hasEvent(e.rec.take(), "Warning "+decision.ReasonCRLNotCarried, "namespaced VaultIssuer takes part in no CRL exchange")
+			c := crlCondition(e.env)
+			conditioned := c != nil && strings.HasPrefix(*c, "False "+decision.ReasonCRLNotCarried)
+			if warned != tt.wantWarn || conditioned != tt.wantWarn {
+				t.Errorf("Warning event %v, CRLSynced=False %v (%v); want both %v", warned, conditioned, c, tt.wantWarn)
+			}
+		})
 	}
 }
 

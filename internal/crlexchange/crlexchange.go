@@ -30,12 +30,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// The issuer kind whose CRLs travel through an exchange ConfigMap. It is
-// issuer/api/v1alpha1's; the syncer does not import the issuer's packages,
-// so it is restated here and a test checks they agree.
+// The issuer kind whose CRLs travel through an exchange ConfigMap, and the
+// namespaced kind whose do not. They are issuer/api/v1alpha1's; the syncer
+// does not import the issuer's packages, so they are restated here and a
+// test checks they agree.
 const (
 	Group              = "meshtrust.io"
 	KindClusterIssuer  = "VaultClusterIssuer"
+	KindIssuer         = "VaultIssuer"
 	maxObjectNameBytes = 253
 )
 

@@ -18,10 +18,10 @@ func TestKindsAreTheAPIs(t *testing.T) {
 		t.Errorf("Group %q, the API's is %q", Group, v1alpha1.GroupVersion.Group)
 	}
 	scheme := map[string]bool{}
-	for _, obj := range []any{v1alpha1.VaultClusterIssuer{}} {
+	for _, obj := range []any{v1alpha1.VaultClusterIssuer{}, v1alpha1.VaultIssuer{}} {
 		scheme[reflect.TypeOf(obj).Name()] = true
 	}
-	for _, k := range []string{KindClusterIssuer} {
+	for _, k := range []string{KindClusterIssuer, KindIssuer} {
 		if !scheme[k] {
 			t.Errorf("kind %q is not one of the API's types %v", k, scheme)
 		}
