@@ -124,8 +124,8 @@ func planCRL(in crlInput) crlPlan {
 			// A VaultIssuer user expects what a VaultClusterIssuer gives;
 			// say that revocations stop short of the proxies.
 			msg := fmt.Sprintf("a namespaced %s takes part in no CRL exchange, so ca-crl.pem is not written and revocations do not reach this cluster's proxies; issue the Certificate from a %s", crlexchange.KindIssuer, crlexchange.KindClusterIssuer)
-			p.warn(decision.ReasonCRLNotCarried, "%s", msg)
-			p.condition = &Condition{Status: cmmeta.ConditionFalse, Reason: decision.ReasonCRLNotCarried, Message: msg}
+			p.warn(decision.ReasonCRLNotCarriedIssuer, "%s", msg)
+			p.condition = &Condition{Status: cmmeta.ConditionFalse, Reason: decision.ReasonCRLNotCarriedIssuer, Message: msg}
 		}
 		return p
 	}

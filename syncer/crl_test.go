@@ -294,9 +294,9 @@ func TestNamespacedIssuerSaysItGetsNoCRL(t *testing.T) {
 			if _, ok := s.Data[pki.CRLKey]; ok {
 				t.Fatal("got a ca-crl.pem without an exchange")
 			}
-			warned := hasEvent(e.rec.take(), "Warning "+decision.ReasonCRLNotCarried, "namespaced VaultIssuer takes part in no CRL exchange")
+			warned := hasEvent(e.rec.take(), "Warning "+decision.ReasonCRLNotCarriedIssuer, "namespaced VaultIssuer takes part in no CRL exchange")
 			c := crlCondition(e.env)
-			conditioned := c != nil && strings.HasPrefix(*c, "False "+decision.ReasonCRLNotCarried)
+			conditioned := c != nil && strings.HasPrefix(*c, "False "+decision.ReasonCRLNotCarriedIssuer)
 			if warned != tt.wantWarn || conditioned != tt.wantWarn {
 				t.Errorf("Warning event %v, CRLSynced=False %v (%v); want both %v", warned, conditioned, c, tt.wantWarn)
 			}

@@ -14,6 +14,7 @@ const (
 	ReasonCRLNotPropagated    = "InstalledBeforeCRLPropagated"
 	ReasonInvalidCRL          = "InvalidCRL"
 	ReasonCRLNotCarried       = "CRLNotCarriedByLayout"
+	ReasonCRLNotCarriedIssuer = "CRLNotCarriedByIssuer"
 	ReasonCRLIncomplete       = "CRLIncomplete"
 	ReasonCRLWaitingOnPeers   = "CRLWaitingForPeers"
 	ReasonCRLSynced           = "CRLSynced"
