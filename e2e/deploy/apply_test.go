@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,13 +80,19 @@ func TestChartAcceptedByAPIServer(t *testing.T) {
 func installPrometheusOperatorCRDs(t *testing.T, c *lab.Cluster) {
 	t.Helper()
 	ctx := testCtx(t, 2*time.Minute)
-	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/prometheus-operator/prometheus-operator")
+	// Nothing builds from this module, so on a fresh machine it is not in
+	// the module cache yet: download it (go list -m would print no Dir).
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator")
 	cmd.Dir = filepath.Join(helm(t).RepoRoot, "e2e", "tools", "prometheus-operator")
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("locating the prometheus-operator module (e2e/tools/prometheus-operator): %v", err)
+		t.Fatalf("downloading the prometheus-operator module (e2e/tools/prometheus-operator): %v: %s", err, out)
 	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "example", "prometheus-operator-crd")
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("downloading the prometheus-operator module (e2e/tools/prometheus-operator): no module directory in %q (%v)", out, err)
+	}
+	dir := filepath.Join(mod.Dir, "example", "prometheus-operator-crd")
 	var crds []*unstructured.Unstructured
 	for _, name := range []string{"servicemonitors", "prometheusrules"} {
 		data, err := os.ReadFile(filepath.Join(dir, "monitoring.coreos.com_"+name+".yaml"))
