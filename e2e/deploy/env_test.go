@@ -2,9 +2,7 @@ package deploy_test
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,54 +31,20 @@ const (
 )
 
 // Lab start-up is the dominant cost, so every lab test in the package
-// shares one lab: Vault (dev mode) and one cluster.
-var (
-	labOnce   sync.Once
-	sharedLab *lab.Lab
-	labErr    error
-)
+// shares one lab: Vault (dev mode) and one cluster. Its logs, the
+// managers' included, are kept only for a failure.
+var shared = lab.NewShared(lab.Options{IssuanceBackoff: 10 * time.Second})
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedLab != nil {
-		if err := sharedLab.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping lab: %v\n", err)
-		}
-		// Logs (the lab's and the managers') are kept only for a failure.
-		if code == 0 {
-			os.RemoveAll(sharedLab.Dir)
-		} else {
-			fmt.Fprintf(os.Stderr, "lab and controller logs kept in %s\n", sharedLab.Dir)
-		}
-	}
+	shared.Stop(code)
 	os.Exit(code)
 }
 
 // cluster starts the shared lab on first use and returns its cluster.
 func cluster(t *testing.T) *lab.Cluster {
 	t.Helper()
-	labOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "meshtrust-deploy-e2e-")
-		if err != nil {
-			labErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		sharedLab, labErr = lab.Start(ctx, lab.Options{Dir: dir, IssuanceBackoff: 10 * time.Second})
-		if labErr != nil {
-			labErr = fmt.Errorf("starting lab (logs in %s): %w", dir, labErr)
-		}
-	})
-	if labErr != nil {
-		t.Fatal(labErr)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab logs in %s", sharedLab.Dir)
-		}
-	})
-	return sharedLab.Clusters[0]
+	return shared.Get(t).Clusters[0]
 }
 
 // apply server-side applies objs as a cluster administrator, creating the

@@ -53,7 +53,7 @@ type running struct {
 // stops it when t ends.
 func startManager(t *testing.T, cfg *rest.Config, spec managerSpec) *running {
 	t.Helper()
-	logPath := filepath.Join(sharedLab.Dir, spec.name+".log")
+	logPath := filepath.Join(shared.Get(t).Dir, spec.name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -184,7 +184,7 @@ const (
 
 func setupVault(ctx context.Context, t *testing.T, c *lab.Cluster) (vc *vaultapi.Client, rootPEM string) {
 	t.Helper()
-	vc, err := sharedLab.Vault.Client()
+	vc, err := shared.Get(t).Vault.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func testSufficient(ctx context.Context, t *testing.T, c *lab.Cluster) {
 	})
 
 	ci := &v1alpha1.VaultClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: issuerName}, Spec: v1alpha1.VaultIssuerSpec{
-		Server:       sharedLab.Vault.Addr,
+		Server:       shared.Get(t).Vault.Addr,
 		PKI:          v1alpha1.PKISpec{Mount: "pki", Role: leafRole},
 		Intermediate: &v1alpha1.IntermediateSpec{TrustDomain: trustDomain},
 		Auth: v1alpha1.VaultAuth{Kubernetes: &v1alpha1.KubernetesAuth{
